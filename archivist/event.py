@@ -1,0 +1,56 @@
+"""Events: what arrived from which source, as payload and merged metadata (herostools semantics)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .decode import decode_payload
+from .errors import PayloadError
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A zenoh sample as it came in; kept undecoded so the callback stays cheap and the spool gets the bytes."""
+
+    key_expr: str
+    raw: bytes
+    received_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A decoded HEROS event, ready to be routed."""
+
+    source_name: str
+    payload: Any
+    metadata: dict[str, Any]
+
+
+def source_name_from_key(key_expr: str, realm: str, event_name: str) -> str:
+    """The HERO name between ``@object/{realm}/`` and ``/{event_name}``; may contain ``/`` for ``**``."""
+    prefix, suffix = f"@object/{realm}/", f"/{event_name}"
+    if key_expr.startswith(prefix) and key_expr.endswith(suffix) and len(key_expr) > len(prefix) + len(suffix):
+        return key_expr[len(prefix) : -len(suffix)]
+    return key_expr
+
+
+def split_event(value: Any, default_metadata: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Split an event value into payload and metadata the way herostools' HERODataArchiver does.
+
+    A ``(data, metadata)`` pair gives ``data`` and ``default_metadata | metadata``; a plain map is both the
+    payload and (merged with the defaults) the metadata.
+    """
+    if isinstance(value, dict):
+        return value, default_metadata | value
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[1], dict):
+        return value[0], default_metadata | value[1]
+    kind = f"a list of {len(value)} items" if isinstance(value, list) else type(value).__name__
+    raise PayloadError(f"event value must be a (data, metadata) pair or a map, got {kind}")
+
+
+def decode_event(received: Received, realm: str, event_name: str, default_metadata: dict[str, Any]) -> Event:
+    """Decode a received sample into an :class:`Event`."""
+    payload, metadata = split_event(decode_payload(received.raw), default_metadata)
+    return Event(source_name_from_key(received.key_expr, realm, event_name), payload, metadata)

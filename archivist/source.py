@@ -1,0 +1,117 @@
+"""The zenoh side: configuration, sessions shared per configuration, and HEROS event subscriptions."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import zenoh
+
+from .errors import ConfigError
+from .event import Received
+
+ZenohConfig = str | os.PathLike[str] | dict[str, Any] | None
+
+
+def load_zenoh_config(config: ZenohConfig) -> tuple[zenoh.Config, str]:
+    """A zenoh config from a JSON5 file path, a JSON5 string or a dict, or else ``$HEROS_ZENOH_CONFIG``.
+
+    Also returns a key that is equal for equal configurations, so they can share one session.
+    """
+    if config is None:
+        config = os.environ.get("HEROS_ZENOH_CONFIG")
+        if config is None:
+            return zenoh.Config(), "default"
+    try:
+        if isinstance(config, dict):
+            text = json.dumps(config, sort_keys=True)
+            return zenoh.Config.from_json5(text), text
+        text = os.fspath(config)
+        if not text.lstrip().startswith("{"):
+            path = Path(text).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"zenoh_config: {text!r} is neither a JSON5 object nor an existing file")
+            return zenoh.Config.from_file(str(path)), f"file:{path.resolve()}"
+        return zenoh.Config.from_json5(text), text
+    except ConfigError:
+        raise
+    except Exception as exc:  # zenoh raises its own ZError for syntax and schema errors
+        raise ConfigError(f"zenoh_config: invalid zenoh configuration: {exc}") from exc
+
+
+class SessionPool:
+    """Opens one zenoh session per distinct configuration and closes it when its last user releases it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sessions: dict[str, tuple[zenoh.Session, int]] = {}
+
+    def acquire(self, config: ZenohConfig) -> tuple[zenoh.Session, str]:
+        zconfig, key = load_zenoh_config(config)
+        with self._lock:
+            session, users = self._sessions.get(key, (None, 0))
+            if session is None:
+                session = zenoh.open(zconfig)
+            self._sessions[key] = (session, users + 1)
+            return session, key
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            session, users = self._sessions[key]
+            if users > 1:
+                self._sessions[key] = (session, users - 1)
+                return
+            del self._sessions[key]
+        session.close()
+
+
+sessions = SessionPool()
+
+
+def event_key_expr(realm: str, object_selector: str, event_name: str) -> str:
+    return f"@object/{realm}/{object_selector}/{event_name}"
+
+
+class Subscription:
+    """Delivers every sample of a HEROS event as a :class:`Received`, undecoded, to ``deliver``.
+
+    ``deliver`` may block (backpressure); it runs on zenoh's thread, so it must do no storage I/O.
+    """
+
+    def __init__(
+        self,
+        deliver: Callable[[Received], None],
+        *,
+        realm: str,
+        object_selector: str,
+        event_name: str,
+        zenoh_config: ZenohConfig = None,
+        session: zenoh.Session | None = None,
+    ) -> None:
+        self.key_expr = event_key_expr(realm, object_selector, event_name)
+        self._pool_key: str | None = None
+        if session is None:
+            session, self._pool_key = sessions.acquire(zenoh_config)
+        try:
+            self._subscriber = session.declare_subscriber(
+                self.key_expr, lambda sample: deliver(Received(str(sample.key_expr), sample.payload.to_bytes()))
+            )
+        except Exception as exc:
+            self._release()
+            raise ConfigError(f"cannot subscribe to {self.key_expr!r}: {exc}") from exc
+
+    def close(self) -> None:
+        """Stop receiving; idempotent."""
+        subscriber, self._subscriber = self._subscriber, None
+        if subscriber is not None:
+            subscriber.undeclare()
+            self._release()
+
+    def _release(self) -> None:
+        key, self._pool_key = self._pool_key, None
+        if key is not None:
+            sessions.release(key)

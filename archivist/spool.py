@@ -1,0 +1,87 @@
+"""The spool: events that could not be archived, kept durably on local disk until they are replayed.
+
+Each entry is one CBOR file ``<time>-<id>.cbor`` holding a map (format documented in docs/reliability.md).
+It is written to a temporary name, fsynced, renamed and its folder fsynced, so an entry is complete or absent.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cbor2
+
+SPOOL_FORMAT = 1
+ENTRY_SUFFIX = ".cbor"
+
+
+def default_spool_dir() -> Path:
+    """``$ARCHIVIST_SPOOL_DIR``, else ``$XDG_STATE_HOME/archivist/spool``, else ``~/.local/state/archivist/spool``."""
+    if env := os.environ.get("ARCHIVIST_SPOOL_DIR"):
+        return Path(env)
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state) / "archivist" / "spool"
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolEntry:
+    """Everything needed to deliver an event later, or to understand why it was not."""
+
+    archiver: str
+    archiver_class: str
+    settings: dict[str, Any]
+    key_expr: str
+    payload: bytes
+    received_at: float
+    error: str
+    error_type: str
+    attempts: int
+    destination: str | None = None
+    pending_items: list[int] | None = None
+    spooled_at: float = field(default_factory=time.time)
+    format: int = SPOOL_FORMAT
+
+
+class Spool:
+    """A folder of spool entries."""
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else default_spool_dir()
+
+    def put(self, entry: SpoolEntry) -> Path:
+        """Store an entry durably and return its path."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"{entry.spooled_at:017.6f}-{uuid.uuid4().hex}{ENTRY_SUFFIX}"
+        final = self.directory / name
+        temporary = self.directory / f".{name}.partial"
+        with open(temporary, "wb") as file:
+            cbor2.dump(asdict(entry), file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, final)
+        _fsync_directory(self.directory)
+        return final
+
+    def entries(self) -> Iterator[tuple[Path, SpoolEntry]]:
+        """Complete entries, oldest first; temporary files of an interrupted write are not entries."""
+        if not self.directory.is_dir():
+            return
+        for path in sorted(self.directory.glob(f"*{ENTRY_SUFFIX}")):
+            with open(path, "rb") as file:
+                yield path, SpoolEntry(**cbor2.load(file))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.directory.glob(f"*{ENTRY_SUFFIX}")) if self.directory.is_dir() else 0
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,179 @@
+"""Storage: write one file through fsspec atomically, never overwriting unless asked, retrying transient errors."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import posixpath
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import fsspec
+import tenacity
+
+from .encode import Chunks
+from .errors import ArchivistError, ConfigError, DestinationExistsError
+from .route import redact_url
+
+log = logging.getLogger(__name__)
+
+OnExists = Literal["suffix", "overwrite", "error"]
+ON_EXISTS_CHOICES: tuple[OnExists, ...] = ("suffix", "overwrite", "error")
+
+# Backends where a single put is already atomic (the object appears whole or not at all) and rename is a copy.
+_ATOMIC_PUT_PROTOCOLS = frozenset({"memory", "s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "oci", "oss"})
+_KNOWN_DIRS_LIMIT = 10_000
+
+
+class WriteError(ArchivistError):
+    """A write that failed for good: a permanent error, or a transient one that outlived every retry."""
+
+    def __init__(self, message: str, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    url: str
+    nbytes: int
+    suffixed: bool
+
+
+class Store:
+    """Writes chunks to fsspec URLs; the only place where archivist touches a filesystem."""
+
+    def __init__(
+        self,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        on_exists: OnExists = "suffix",
+        retrying: tenacity.Retrying | None = None,
+    ) -> None:
+        if on_exists not in ON_EXISTS_CHOICES:
+            raise ConfigError(f"on_exists must be one of {', '.join(ON_EXISTS_CHOICES)}, got {on_exists!r}")
+        self._options = dict(storage_options or {})
+        self._on_exists = on_exists
+        self._retrying = retrying or tenacity.Retrying(stop=tenacity.stop_after_attempt(1), reraise=True)
+        self._claims: set[str] = set()
+        self._claims_lock = threading.Lock()
+        self._known_dirs: set[str] = set()
+        self._connect_lock = threading.Lock()
+
+    def write(self, url: str, chunks: Chunks) -> Written:
+        """Write ``chunks`` as the file ``url``, retrying transient errors; raises WriteError when it gives up."""
+        retrying = self._retrying.copy()
+        try:
+            return retrying(self._write_once, url, chunks)
+        except ArchivistError:
+            raise
+        except Exception as exc:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            raise WriteError(f"writing {redact_url(url)} failed after {attempts} attempt(s): {exc}", attempts) from exc
+
+    def _write_once(self, url: str, chunks: Chunks) -> Written:
+        with self._connect_lock:  # some clients (smbprotocol) race when several threads log in at once
+            fs, path = fsspec.url_to_fs(url, **self._options)
+        atomic_put = _protocol(fs) in _ATOMIC_PUT_PROTOCOLS
+        parent = ""
+        try:
+            parent = "" if atomic_put else self._ensure_parent(fs, path)
+            final, suffixed = self._claim(fs, path)
+            try:
+                if atomic_put:
+                    fs.pipe_file(final, b"".join(chunks))
+                else:
+                    self._write_and_rename(fs, final, chunks)
+            finally:
+                self._release(final)
+        except ArchivistError:
+            raise
+        except FileNotFoundError:
+            self._known_dirs.discard(parent)  # the folder vanished: the next attempt creates it again
+            raise
+        except Exception:
+            type(fs).clear_instance_cache()  # the next attempt logs in again instead of reusing a dead client
+            raise
+        if suffixed:
+            log.warning("%s exists; wrote %s instead", redact_url(url), redact_url(fs.unstrip_protocol(final)))
+        return Written(fs.unstrip_protocol(final), sum(len(c) for c in chunks), suffixed)
+
+    def _write_and_rename(self, fs: fsspec.AbstractFileSystem, final: str, chunks: Chunks) -> None:
+        """Readers never see a partial file: the data goes to a hidden temporary name first."""
+        parent, name = posixpath.split(final)
+        temporary = posixpath.join(parent, f".{name}.{uuid.uuid4().hex[:12]}.partial")
+        try:
+            with fs.open(temporary, "wb") as file:
+                for chunk in chunks:
+                    file.write(chunk)
+            try:
+                fs.mv(temporary, final)
+            except OSError as exc:  # SMB refuses to rename onto an existing file, with a plain OSError
+                if self._on_exists != "overwrite" or exc.errno != errno.EEXIST:
+                    raise
+                fs.rm(final)
+                fs.mv(temporary, final)
+        except BaseException:
+            _remove_quietly(fs, temporary)
+            raise
+
+    def _ensure_parent(self, fs: fsspec.AbstractFileSystem, path: str) -> str:
+        """Create the parent folder once per store, not once per file; returns the cache key."""
+        key = fs.unstrip_protocol(posixpath.dirname(path))
+        if key not in self._known_dirs:
+            fs.makedirs(posixpath.dirname(path), exist_ok=True)
+            if len(self._known_dirs) >= _KNOWN_DIRS_LIMIT:
+                self._known_dirs.clear()
+            self._known_dirs.add(key)
+        return key
+
+    def _claim(self, fs: fsspec.AbstractFileSystem, path: str) -> tuple[str, bool]:
+        """Reserve the name to write; in-process claims stop two workers from picking the same free name."""
+        if self._on_exists == "overwrite":
+            return path, False
+        for n in range(1_000_000):
+            candidate = path if n == 0 else _suffixed(path, n)
+            with self._claims_lock:
+                if candidate in self._claims:
+                    claimed = False
+                else:
+                    self._claims.add(candidate)
+                    claimed = True
+            if claimed:
+                try:
+                    exists = fs.exists(candidate)
+                except BaseException:
+                    self._release(candidate)
+                    raise
+                if not exists:
+                    return candidate, n > 0
+                self._release(candidate)
+            if self._on_exists == "error":
+                raise DestinationExistsError(f"{redact_url(fs.unstrip_protocol(path))} exists and on_exists='error'")
+        raise DestinationExistsError(f"no free name left for {redact_url(fs.unstrip_protocol(path))}")
+
+    def _release(self, path: str) -> None:
+        with self._claims_lock:
+            self._claims.discard(path)
+
+
+def _protocol(fs: fsspec.AbstractFileSystem) -> str:
+    protocol = fs.protocol
+    return protocol if isinstance(protocol, str) else protocol[0]
+
+
+def _suffixed(path: str, n: int) -> str:
+    parent, name = posixpath.split(path)
+    stem, dot, ext = name.partition(".")
+    new_name = f"{stem}.{n}.{ext}" if dot and stem else f"{name}.{n}"
+    return posixpath.join(parent, new_name)
+
+
+def _remove_quietly(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    try:
+        if fs.exists(path):
+            fs.rm(path)
+    except Exception:
+        log.debug("could not remove temporary %s", path, exc_info=True)

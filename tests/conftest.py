@@ -1,0 +1,94 @@
+"""Fixtures every test module may use: loopback zenoh, archivers that are always stopped, S3 on moto."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import zenoh
+
+from archivist import Archiver
+from tests import support
+
+pytest_plugins = ["tests.fixtures.heros_peer", "tests.fixtures.smb"]
+
+
+@pytest.fixture
+def zenoh_port() -> int:
+    """The port the archivist's zenoh session listens on; peers connect to it."""
+    return support.free_port()
+
+
+@pytest.fixture
+def zenoh_config(zenoh_port: int) -> dict[str, Any]:
+    return support.loopback_zenoh_config(listen_port=zenoh_port)
+
+
+@pytest.fixture
+def spool_dir(tmp_path: Path) -> Path:
+    return tmp_path / "spool"
+
+
+@pytest.fixture
+def make_archiver(zenoh_config: dict[str, Any], spool_dir: Path) -> Iterator[Callable[..., Archiver]]:
+    """Factory for archivers on the test's loopback zenoh config and spool; all stopped at teardown."""
+    created: list[Archiver] = []
+
+    def factory(cls: type[Archiver], **kwargs: Any) -> Archiver:
+        kwargs.setdefault("zenoh_config", zenoh_config)
+        kwargs.setdefault("spool_dir", str(spool_dir))
+        kwargs.setdefault("retry_wait_min", 0.01)
+        kwargs.setdefault("retry_wait_max", 0.05)
+        archiver = cls(**kwargs)
+        created.append(archiver)
+        return archiver
+
+    yield factory
+    for archiver in created:
+        archiver.stop(timeout=10)
+
+
+@pytest.fixture
+def raw_publisher(zenoh_port: int) -> Iterator[zenoh.Session]:
+    """A plain zenoh session connected to the archivist, for payloads no HEROS peer would send."""
+    config = support.loopback_zenoh_config(connect_port=zenoh_port)
+    session = zenoh.open(zenoh.Config.from_json5(json.dumps(config)))
+    yield session
+    session.close()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """An S3 endpoint (moto's ThreadedMotoServer) on 127.0.0.1, standing in for MinIO."""
+    from moto.server import ThreadedMotoServer
+
+    port = support.free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(moto_server: str) -> tuple[str, dict[str, Any], Any]:
+    """A fresh bucket: its name, the archiver's storage_options for it, and a boto3 client to check objects."""
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    client = boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket=bucket)
+    options = {
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"endpoint_url": moto_server, "region_name": "us-east-1"},
+    }
+    return bucket, options, client

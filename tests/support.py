@@ -1,0 +1,57 @@
+"""Helpers shared by the tests: free ports, loopback zenoh configs, polling, integration gating."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+REQUIRE_INTEGRATION = os.environ.get("ARCHIVIST_REQUIRE_INTEGRATION", "") == "1"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def require_binary(name: str, *candidates: str) -> str:
+    """Path of a system binary; skip when missing, or fail under ARCHIVIST_REQUIRE_INTEGRATION=1."""
+    for candidate in (name, *candidates):
+        path = shutil.which(candidate) or (
+            candidate if os.path.isabs(candidate) and os.access(candidate, os.X_OK) else None
+        )
+        if path:
+            return path
+    reason = f"system binary {name!r} is not installed (apt-get install the package that ships it)"
+    if REQUIRE_INTEGRATION:
+        pytest.fail(f"{reason}; ARCHIVIST_REQUIRE_INTEGRATION=1 forbids skipping")
+    pytest.skip(reason)
+
+
+def loopback_zenoh_config(*, listen_port: int | None = None, connect_port: int | None = None) -> dict[str, Any]:
+    """A zenoh config that never leaves 127.0.0.1: multicast scouting off, TCP on loopback only."""
+    return {
+        "mode": "peer",
+        "scouting": {"multicast": {"enabled": False}, "gossip": {"enabled": True}},
+        "listen": {"endpoints": [f"tcp/127.0.0.1:{listen_port}"] if listen_port else []},
+        "connect": {"endpoints": [f"tcp/127.0.0.1:{connect_port}"] if connect_port else []},
+    }
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.05, what: str = "") -> Any:
+    """Poll until predicate() is truthy and return its value; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
