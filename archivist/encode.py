@@ -23,7 +23,8 @@ def encode_npy(array: Any) -> Chunks:
         raise PayloadError(f"ArrayArchiver needs a numpy array payload, got {type(array).__name__}")
     if array.dtype.hasobject:
         raise EncodeError("object arrays cannot be stored as .npy")
-    array = np.ascontiguousarray(array)
+    if not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)  # the only copy, for views; np.ascontiguousarray turns 0-d into 1-d
     header = io.BytesIO()
     header_data = np.lib.format.header_data_from_array_1_0(array)
     try:
@@ -31,7 +32,7 @@ def encode_npy(array: Any) -> Chunks:
     except ValueError:  # header too long for format 1.0 (very many dimensions or fields)
         header = io.BytesIO()
         np.lib.format.write_array_header_2_0(header, header_data)
-    return [header.getvalue(), memoryview(array).cast("B")]
+    return [header.getvalue(), memoryview(array.reshape(-1).view(np.uint8))]
 
 
 def encode_json(payload: Any) -> Chunks:

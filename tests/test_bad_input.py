@@ -75,7 +75,7 @@ def test_bad_metadata_is_spooled(
     entry = _only_entry(spool_dir)
     assert entry.error_type == error_type and message in entry.error
     assert entry.key_expr == "@object/heros/cam/acquisition_data"
-    data, sent_metadata = cbor2.loads(entry.payload)  # the payload exactly as received, ready for replay
+    _data, sent_metadata = cbor2.loads(entry.payload)  # the payload exactly as received, ready for replay
     assert sent_metadata == metadata
     assert any(message in record.getMessage() and "spool" in record.getMessage() for record in caplog.records)
 
