@@ -35,11 +35,11 @@ class Archiver:
     def __init__(
         self,
         save_template: str,
-        *,
         object_selector: str,
         event_name: str,
         default_metadata: dict[str, Any] | None = None,
         max_retries: int = 5,
+        *,
         realm: str = "heros",
         zenoh_config: ZenohConfig = None,
         storage_options: dict[str, Any] | None = None,
@@ -229,9 +229,9 @@ class Archiver:
 class ArrayArchiver(Archiver):
     """Saves numpy array payloads as ``.npy`` files (herostools' ArrayArchiver, on any fsspec storage)."""
 
-    def __init__(self, save_template: str, split_data_array: bool = False, **kwargs: Any) -> None:
+    def __init__(self, save_template: str, split_data_array: bool = False, *args: Any, **kwargs: Any) -> None:
         self.split_data_array = bool(split_data_array)
-        super().__init__(save_template, **kwargs)
+        super().__init__(save_template, *args, **kwargs)
 
     def _format_settings(self) -> dict[str, Any]:
         return {"split_data_array": self.split_data_array}
@@ -255,9 +255,9 @@ class ArrayArchiver(Archiver):
 class JsonArchiver(Archiver):
     """Saves payloads as UTF-8 ``.json`` files; ``merge_metadata`` adds the metadata under ``"metadata"``."""
 
-    def __init__(self, save_template: str, merge_metadata: bool = False, **kwargs: Any) -> None:
+    def __init__(self, save_template: str, merge_metadata: bool = False, *args: Any, **kwargs: Any) -> None:
         self.merge_metadata = bool(merge_metadata)
-        super().__init__(save_template, **kwargs)
+        super().__init__(save_template, *args, **kwargs)
 
     def _format_settings(self) -> dict[str, Any]:
         return {"merge_metadata": self.merge_metadata}

@@ -61,3 +61,18 @@ def test_bad_arguments_are_config_errors(kwargs, message, zenoh_config, tmp_path
     with pytest.raises(ConfigError, match=message):
         ArrayArchiver(**(arguments | {"zenoh_config": zenoh_config, "spool_dir": str(tmp_path)} | kwargs))
     assert sessions._sessions == {}
+
+
+def test_herostools_positional_order(zenoh_config, tmp_path) -> None:
+    archiver = ArrayArchiver(
+        "{{ x }}.npy",
+        True,
+        "cam",
+        "acquisition_data",
+        {"x": 1},
+        2,
+        zenoh_config=zenoh_config,
+        spool_dir=str(tmp_path),
+    )
+    archiver.stop()
+    assert archiver.split_data_array and archiver.name == "ArrayArchiver:heros/cam/acquisition_data"
