@@ -35,6 +35,15 @@ class WriteError(ArchivistError):
         self.attempts = attempts
 
 
+@dataclass(slots=True)
+class _Attempt:
+    """What one write has settled so far: the name it claimed, and how many attempts it made."""
+
+    final: str | None = None
+    suffixed: bool = False
+    count: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class Written:
     url: str
@@ -63,31 +72,40 @@ class Store:
         self._connect_lock = threading.Lock()
 
     def write(self, url: str, chunks: Chunks) -> Written:
-        """Write ``chunks`` as the file ``url``, retrying transient errors; raises WriteError when it gives up."""
+        """Write ``chunks`` as the file ``url``, retrying transient errors; raises WriteError when it gives up.
+
+        The name is chosen once, before the first attempt; retries write that same name again, so a write
+        whose success was not confirmed (a lost reply) is never stored twice under two names.
+        """
+        attempt = _Attempt()
         retrying = self._retrying.copy()
         try:
-            return retrying(self._write_once, url, chunks)
+            return retrying(self._write_once, url, chunks, attempt)
         except ArchivistError:
             raise
         except Exception as exc:
-            attempts = retrying.statistics.get("attempt_number", 1)
-            raise WriteError(f"writing {redact_url(url)} failed after {attempts} attempt(s): {exc}", attempts) from exc
+            raise WriteError(
+                f"writing {redact_url(url)} failed after {attempt.count} attempt(s): {exc}", attempt.count
+            ) from exc
+        finally:
+            if attempt.final is not None:
+                self._release(attempt.final)
 
-    def _write_once(self, url: str, chunks: Chunks) -> Written:
+    def _write_once(self, url: str, chunks: Chunks, attempt: _Attempt) -> Written:
+        attempt.count += 1
         with self._connect_lock:  # some clients (smbprotocol) race when several threads log in at once
             fs, path = fsspec.url_to_fs(url, **self._options)
         atomic_put = _protocol(fs) in _ATOMIC_PUT_PROTOCOLS
         parent = ""
         try:
             parent = "" if atomic_put else self._ensure_parent(fs, path)
-            final, suffixed = self._claim(fs, path)
-            try:
-                if atomic_put:
-                    fs.pipe_file(final, b"".join(chunks))
-                else:
-                    self._write_and_rename(fs, final, chunks)
-            finally:
-                self._release(final)
+            if attempt.final is None:
+                attempt.final, attempt.suffixed = self._claim(fs, path)
+            if atomic_put:
+                fs.pipe_file(attempt.final, b"".join(chunks))
+            else:
+                replace = self._on_exists == "overwrite" or attempt.count > 1
+                self._write_and_rename(fs, attempt.final, chunks, replace)
         except ArchivistError:
             raise
         except FileNotFoundError:
@@ -96,11 +114,12 @@ class Store:
         except Exception:
             type(fs).clear_instance_cache()  # the next attempt logs in again instead of reusing a dead client
             raise
-        if suffixed:
-            log.warning("%s exists; wrote %s instead", redact_url(url), redact_url(fs.unstrip_protocol(final)))
-        return Written(fs.unstrip_protocol(final), sum(len(c) for c in chunks), suffixed)
+        final = fs.unstrip_protocol(attempt.final)
+        if attempt.suffixed:
+            log.warning("%s exists; wrote %s instead", redact_url(url), redact_url(final))
+        return Written(final, sum(len(c) for c in chunks), attempt.suffixed)
 
-    def _write_and_rename(self, fs: fsspec.AbstractFileSystem, final: str, chunks: Chunks) -> None:
+    def _write_and_rename(self, fs: fsspec.AbstractFileSystem, final: str, chunks: Chunks, replace: bool) -> None:
         """Readers never see a partial file: the data goes to a hidden temporary name first."""
         parent, name = posixpath.split(final)
         temporary = posixpath.join(parent, f".{name}.{uuid.uuid4().hex[:12]}.partial")
@@ -111,7 +130,7 @@ class Store:
             try:
                 fs.mv(temporary, final)
             except OSError as exc:  # SMB refuses to rename onto an existing file, with a plain OSError
-                if self._on_exists != "overwrite" or exc.errno != errno.EEXIST:
+                if not replace or exc.errno != errno.EEXIST:
                     raise
                 fs.rm(final)
                 fs.mv(temporary, final)
