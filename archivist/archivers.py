@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Any
+import sys
+import time
+from collections.abc import Collection, Iterator
+from typing import Any, Literal
 
 import numpy as np
 import zenoh
 
 from .encode import Chunks, encode_json, encode_npy
-from .errors import ConfigError, PayloadError
+from .errors import ArchivistError, ConfigError, PayloadError
 from .event import Event, Received, decode_event
-from .pipeline import Pipeline
+from .pipeline import Pipeline, PipelineClosed
 from .retry import retry_policy
-from .route import Route
+from .route import Route, redact_url
 from .source import Subscription, ZenohConfig
 from .spool import Spool, SpoolEntry
 from .stats import Stats
@@ -23,6 +25,31 @@ from .store import OnExists, Store
 log = logging.getLogger("archivist")
 
 Item = tuple[int | None, dict[str, Any], Any]  # (split index, template context, payload)
+WhenFull = Literal["block", "spool"]
+
+
+class EventFailed(Exception):
+    """Some or all files of an event were not written: why, where to, and which split items are missing."""
+
+    def __init__(self, error: Exception, destination: str | None, pending: list[int] | None) -> None:
+        super().__init__(str(error))
+        self.error, self.destination, self.pending = error, destination, pending
+
+
+class QueueFullError(ArchivistError):
+    """The queue was full and ``when_full="spool"`` sent the event straight to the spool."""
+
+
+class ShutdownError(ArchivistError):
+    """The archiver stopped (shutdown_timeout passed) before the event was written."""
+
+
+def importable_class_name(cls: type) -> str:
+    """The dotted name of the first class in ``cls``'s MRO that can be imported again (BOSS subclasses can't)."""
+    for klass in cls.__mro__:
+        if getattr(sys.modules.get(klass.__module__), klass.__qualname__, None) is klass:
+            return f"{klass.__module__}.{klass.__qualname__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 class Archiver:
@@ -50,9 +77,12 @@ class Archiver:
         queue_max_bytes: int = 512 * 2**20,
         retry_wait_min: float = 0.1,
         retry_wait_max: float = 10.0,
+        when_full: WhenFull = "block",
+        shutdown_timeout: float = 30.0,
         spool_dir: str | None = None,
         name: str | None = None,
         session: zenoh.Session | None = None,
+        listen: bool = True,
     ) -> None:
         _check(isinstance(save_template, str) and save_template, "save_template", "a non-empty string")
         _check(isinstance(object_selector, str) and object_selector, "object_selector", "a non-empty string")
@@ -67,10 +97,14 @@ class Archiver:
         ):
             _check(_is_int(value) and value >= 1, argument, "an integer >= 1")
         _check(0 <= retry_wait_min <= retry_wait_max, "retry_wait_min", "between 0 and retry_wait_max")
+        _check(when_full in ("block", "spool"), "when_full", "'block' or 'spool'")
+        _check(isinstance(shutdown_timeout, int | float) and shutdown_timeout >= 0, "shutdown_timeout", "seconds >= 0")
 
         self.name = name or f"{type(self).__name__}:{realm}/{object_selector}/{event_name}"
         self._realm = realm
         self._event_name = event_name
+        self._when_full = when_full
+        self._shutdown_timeout = float(shutdown_timeout)
         self._default_metadata = dict(default_metadata or {})
         self._route = Route(save_template, root)
         self._stats = Stats()
@@ -91,24 +125,32 @@ class Archiver:
             "max_retries": max_retries,
             **self._format_settings(),
         }
+        self._pipeline: Pipeline[Received] | None = None
+        self._subscription: Subscription | None = None
+        if listen:
+            self._listen(workers, queue_max_events, queue_max_bytes, zenoh_config, session)
+
+    def _listen(
+        self, workers: int, max_events: int, max_bytes: int, zenoh_config: ZenohConfig, session: zenoh.Session | None
+    ) -> None:
         if pending := len(self._spool):
             log.warning("%s: the spool %s holds %d event(s) to replay", self.name, self._spool.directory, pending)
-        self._pipeline: Pipeline[Received] = Pipeline(
-            self._archive, workers=workers, max_events=queue_max_events, max_bytes=queue_max_bytes, name=self.name
+        self._pipeline = Pipeline(
+            self._archive, workers=workers, max_events=max_events, max_bytes=max_bytes, name=self.name
         )
         try:
             self._subscription = Subscription(
                 self._receive,
-                realm=realm,
-                object_selector=object_selector,
-                event_name=event_name,
+                realm=self._realm,
+                object_selector=self._settings["object_selector"],
+                event_name=self._event_name,
                 zenoh_config=zenoh_config,
                 session=session,
             )
         except BaseException:
             self._pipeline.close(0)
             raise
-        log.info("%s: archiving %s to %s", self.name, self._subscription.key_expr, save_template)
+        log.info("%s: archiving %s", self.name, self.describe())
 
     # -- what subclasses decide -------------------------------------------------------------------------------
 
@@ -127,32 +169,60 @@ class Archiver:
 
     def _receive(self, received: Received) -> None:
         self._stats.add(received=1)
-        self._pipeline.submit(received, len(received.raw))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: received %d bytes on %s", self.name, len(received.raw), received.key_expr)
+        try:
+            accepted = self._pipeline.submit(received, len(received.raw), block=self._when_full == "block")
+        except PipelineClosed:
+            self._fail(received, ShutdownError("the archiver stopped before this event was queued"))
+            return
+        if not accepted:
+            self._fail(received, QueueFullError("the queue is full and when_full='spool'"))
 
     def _archive(self, received: Received) -> None:
         """Archive one received event; whatever fails goes to the spool with the reason."""
+        try:
+            self._write_event(received)
+        except EventFailed as failure:
+            self._fail(received, failure.error, failure.destination, failure.pending)
+
+    def _write_event(
+        self, received: Received, only_items: Collection[int] | None = None, *, resume: bool = False
+    ) -> None:
+        """Write every file of one event (or only the split items given); raises EventFailed for the rest.
+
+        ``resume`` (a replay): a file an earlier, failed delivery stored after all is not stored twice.
+        """
         destination = None
-        pending: list[int | None] = []
+        pending: list[int] = []
         error: Exception | None = None
         try:
             event = decode_event(received, self._realm, self._event_name, self._default_metadata)
             for index, context, payload in self._items(event):
+                if only_items is not None and index not in only_items:
+                    continue
                 try:
                     destination = self._route.render(context)
-                    written = self._store.write(destination, self._encode(payload, event))
+                    written = self._store.write(destination, self._encode(payload, event), resume=resume)
                 except Exception as exc:
                     error = exc
-                    pending.append(index)
+                    if index is not None:
+                        pending.append(index)
                     continue
                 self._stats.add(files_written=1, bytes_written=written.nbytes, suffixed=int(written.suffixed))
         except Exception as exc:
             error = exc
-        if error is None:
-            self._stats.add(written=1)
-        else:
-            self._fail(received, error, destination, pending)
+        if error is not None:
+            raise EventFailed(error, destination, pending or None)
+        self._stats.add(written=1)
 
-    def _fail(self, received: Received, error: Exception, destination: str | None, pending: list[int | None]) -> None:
+    def _fail(
+        self,
+        received: Received,
+        error: Exception,
+        destination: str | None = None,
+        pending: list[int] | None = None,
+    ) -> None:
         kind = type(error).__name__
         self._stats.add(failed=1)
         self._stats.error(kind)
@@ -160,7 +230,7 @@ class Archiver:
             path = self._spool.put(
                 SpoolEntry(
                     archiver=self.name,
-                    archiver_class=f"{type(self).__module__}.{type(self).__qualname__}",
+                    archiver_class=importable_class_name(type(self)),
                     settings=self._settings,
                     key_expr=received.key_expr,
                     payload=received.raw,
@@ -169,7 +239,7 @@ class Archiver:
                     error_type=kind,
                     attempts=getattr(error, "attempts", 1),
                     destination=destination,
-                    pending_items=[index for index in pending if index is not None] or None,
+                    pending_items=pending,
                 )
             )
         except Exception:  # the event is now only in this log line: say so as loudly as possible
@@ -196,24 +266,40 @@ class Archiver:
 
     # -- control ----------------------------------------------------------------------------------------------
 
+    def describe(self) -> str:
+        """One line for start-up logs: what it listens to, where it writes."""
+        key = self._subscription.key_expr if self._subscription else "(not listening)"
+        root = f" under {redact_url(self._settings['root'])}" if self._settings["root"] else ""
+        return f"{key} -> {self._route.source}{root}"
+
     def stats(self) -> dict[str, object]:
         """Counters since start, and the queue depth now."""
         snapshot = self._stats.snapshot()
-        snapshot["queued"], snapshot["queued_bytes"] = self._pipeline.depth
+        snapshot["queued"], snapshot["queued_bytes"] = self._pipeline.depth if self._pipeline else (0, 0)
         return snapshot
 
     def is_queue_drained(self) -> bool:
-        return self._pipeline.is_drained()
+        return self._pipeline is None or self._pipeline.is_drained()
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every received event is written or spooled; False if ``timeout`` passed first."""
-        return self._pipeline.drain(timeout)
+        return self._pipeline is None or self._pipeline.drain(timeout)
 
-    def stop(self, timeout: float | None = 30.0) -> None:
-        """Stop listening, finish queued events within ``timeout``, spool whatever is left; idempotent."""
-        self._subscription.close()
-        for received in self._pipeline.close(timeout):
-            self._fail(received, TimeoutError("archiver stopped before this event was written"), None, [])
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop listening, finish queued events within ``timeout`` (default ``shutdown_timeout``), spool the rest.
+
+        Returns True when the queue drained in time. Idempotent.
+        """
+        timeout = self._shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        if self._subscription is not None:
+            self._subscription.close(timeout)
+        if self._pipeline is None:
+            return True
+        left = self._pipeline.close(max(0.0, deadline - time.monotonic()))
+        for received in left:
+            self._fail(received, ShutdownError("the archiver stopped before this event was written"))
+        return not left
 
     def _teardown(self) -> None:
         """Called by BOSS on stop."""

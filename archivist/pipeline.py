@@ -14,6 +14,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class PipelineClosed(RuntimeError):
+    """The pipeline no longer takes items: it was closed while the item waited for room."""
+
+
 class Pipeline(Generic[T]):
     """Items wait in a queue bounded in count and bytes; ``submit`` blocks while it is full (backpressure).
 
@@ -46,20 +50,25 @@ class Pipeline(Generic[T]):
         for thread in self._threads:
             thread.start()
 
-    def submit(self, item: T, nbytes: int) -> None:
-        """Queue an item, waiting while the queue is full; raises RuntimeError once the pipeline is closed."""
+    def submit(self, item: T, nbytes: int, *, block: bool = True) -> bool:
+        """Queue an item, waiting while the queue is full unless ``block`` is False (then returns False).
+
+        Raises PipelineClosed once the pipeline is closed.
+        """
         with self._cond:
-            while (
-                not self._closed
-                and self._items
-                and (len(self._items) >= self._max_events or self._bytes + nbytes > self._max_bytes)
-            ):
+            while not self._closed and self._is_full(nbytes):
+                if not block:
+                    return False
                 self._cond.wait()
             if self._closed:
-                raise RuntimeError("pipeline is closed")
+                raise PipelineClosed("pipeline is closed")
             self._items.append((item, nbytes))
             self._bytes += nbytes
             self._cond.notify_all()
+            return True
+
+    def _is_full(self, nbytes: int) -> bool:
+        return bool(self._items) and (len(self._items) >= self._max_events or self._bytes + nbytes > self._max_bytes)
 
     @property
     def depth(self) -> tuple[int, int]:
@@ -108,7 +117,7 @@ class Pipeline(Generic[T]):
                 self._cond.notify_all()
             try:
                 self._handle(item)
-            except Exception:
+            except Exception:  # a writer thread must survive anything a handler lets through
                 log.exception("unhandled error while archiving an event")
             finally:
                 with self._cond:

@@ -79,7 +79,9 @@ def event_key_expr(realm: str, object_selector: str, event_name: str) -> str:
 class Subscription:
     """Delivers every sample of a HEROS event as a :class:`Received`, undecoded, to ``deliver``.
 
-    ``deliver`` may block (backpressure); it runs on zenoh's thread, so it must do no storage I/O.
+    ``deliver`` runs on zenoh-python's callback thread, which zenoh feeds from a buffer of its own, so
+    ``deliver`` may block without stalling zenoh's network thread. (Blocking the network thread itself, with a
+    bounded channel or a direct callback, made zenoh 1.9 lose reliable samples: see docs/reliability.md.)
     """
 
     def __init__(
@@ -94,21 +96,27 @@ class Subscription:
     ) -> None:
         self.key_expr = event_key_expr(realm, object_selector, event_name)
         self._pool_key: str | None = None
+        self._finished = threading.Event()
         if session is None:
             session, self._pool_key = sessions.acquire(zenoh_config)
+
+        def on_sample(sample: zenoh.Sample) -> None:
+            deliver(Received(str(sample.key_expr), sample.payload.to_bytes()))
+
         try:
             self._subscriber = session.declare_subscriber(
-                self.key_expr, lambda sample: deliver(Received(str(sample.key_expr), sample.payload.to_bytes()))
+                self.key_expr, zenoh.handlers.Callback(on_sample, self._finished.set)
             )
         except Exception as exc:
             self._release()
             raise ConfigError(f"cannot subscribe to {self.key_expr!r}: {exc}") from exc
 
-    def close(self) -> None:
-        """Stop receiving; idempotent."""
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop receiving, after delivering what zenoh already received (up to ``timeout``). Idempotent."""
         subscriber, self._subscriber = self._subscriber, None
         if subscriber is not None:
             subscriber.undeclare()
+            self._finished.wait(timeout)
             self._release()
 
     def _release(self) -> None:

@@ -6,6 +6,8 @@ It is written to a temporary name, fsynced, renamed and its folder fsynced, so a
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import time
 import uuid
@@ -16,8 +18,15 @@ from typing import Any
 
 import cbor2
 
+from .errors import ArchivistError
+
 SPOOL_FORMAT = 1
 ENTRY_SUFFIX = ".cbor"
+LOCK_NAME = ".lock"
+
+
+class SpoolBusyError(ArchivistError):
+    """Another process holds the spool's lock."""
 
 
 def default_spool_dir() -> Path:
@@ -56,27 +65,57 @@ class Spool:
     def put(self, entry: SpoolEntry) -> Path:
         """Store an entry durably and return its path."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"{entry.spooled_at:017.6f}-{uuid.uuid4().hex}{ENTRY_SUFFIX}"
-        final = self.directory / name
-        temporary = self.directory / f".{name}.partial"
+        path = self.directory / f"{entry.spooled_at:017.6f}-{uuid.uuid4().hex}{ENTRY_SUFFIX}"
+        self._write(path, entry)
+        return path
+
+    def update(self, path: Path, entry: SpoolEntry) -> None:
+        """Replace an entry in place, as atomically as it was written (replay records the latest error)."""
+        self._write(path, entry)
+
+    def remove(self, path: Path) -> None:
+        """Remove an entry once its event is stored; a second remove of the same entry is harmless."""
+        path.unlink(missing_ok=True)
+        _fsync_directory(self.directory)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the spool's lock file, so two replays never deliver the same entry twice."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / LOCK_NAME, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise SpoolBusyError(f"another replay is using the spool {self.directory}") from exc
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _write(self, path: Path, entry: SpoolEntry) -> None:
+        temporary = path.with_name(f".{path.name}.partial")
         with open(temporary, "wb") as file:
             cbor2.dump(asdict(entry), file)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, final)
+        os.replace(temporary, path)
         _fsync_directory(self.directory)
-        return final
+
+    def paths(self) -> list[Path]:
+        """Paths of the complete entries, oldest first; temporary files of an interrupted write are not entries."""
+        return sorted(self.directory.glob(f"*{ENTRY_SUFFIX}")) if self.directory.is_dir() else []
+
+    def load(self, path: Path) -> SpoolEntry:
+        with open(path, "rb") as file:
+            return SpoolEntry(**cbor2.load(file))
 
     def entries(self) -> Iterator[tuple[Path, SpoolEntry]]:
-        """Complete entries, oldest first; temporary files of an interrupted write are not entries."""
-        if not self.directory.is_dir():
-            return
-        for path in sorted(self.directory.glob(f"*{ENTRY_SUFFIX}")):
-            with open(path, "rb") as file:
-                yield path, SpoolEntry(**cbor2.load(file))
+        """Complete entries with their paths, oldest first, read one at a time."""
+        for path in self.paths():
+            yield path, self.load(path)
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.directory.glob(f"*{ENTRY_SUFFIX}")) if self.directory.is_dir() else 0
+        return len(self.paths())
 
 
 def _fsync_directory(directory: Path) -> None:

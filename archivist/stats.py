@@ -19,6 +19,7 @@ class Stats:
         "retries",
         "spooled",
         "spool_failed",
+        "replayed",
     )
 
     def __init__(self) -> None:

@@ -25,14 +25,20 @@ ON_EXISTS_CHOICES: tuple[OnExists, ...] = ("suffix", "overwrite", "error")
 # Backends where a single put is already atomic (the object appears whole or not at all) and rename is a copy.
 _ATOMIC_PUT_PROTOCOLS = frozenset({"memory", "s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "oci", "oss"})
 _KNOWN_DIRS_LIMIT = 10_000
+_LEFTOVERS_LIMIT = 10_000
 
 
 class WriteError(ArchivistError):
-    """A write that failed for good: a permanent error, or a transient one that outlived every retry."""
+    """A write that failed for good: a permanent error, or a transient one that outlived every retry.
 
-    def __init__(self, message: str, attempts: int) -> None:
+    ``in_doubt``: an attempt failed while publishing the file (a lost reply), so the file may be stored
+    after all; deliver the event again with ``Store.write(..., resume=True)`` so it is not stored twice.
+    """
+
+    def __init__(self, message: str, attempts: int, in_doubt: bool = False) -> None:
         super().__init__(message)
         self.attempts = attempts
+        self.in_doubt = in_doubt
 
 
 @dataclass(slots=True)
@@ -42,6 +48,7 @@ class _Attempt:
     final: str | None = None
     suffixed: bool = False
     count: int = 0
+    in_doubt: bool = False  # an attempt failed after it may have published ``final``
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,28 +77,38 @@ class Store:
         self._claims_lock = threading.Lock()
         self._known_dirs: set[str] = set()
         self._connect_lock = threading.Lock()
+        # Temporary files that failed writes could not remove (the storage was gone), removed later.
+        self._leftovers: list[tuple[fsspec.AbstractFileSystem, str]] = []
+        self._leftovers_lock = threading.Lock()
 
-    def write(self, url: str, chunks: Chunks) -> Written:
+    def write(self, url: str, chunks: Chunks, *, resume: bool = False) -> Written:
         """Write ``chunks`` as the file ``url``, retrying transient errors; raises WriteError when it gives up.
 
         The name is chosen once, before the first attempt; retries write that same name again, so a write
         whose success was not confirmed (a lost reply) is never stored twice under two names.
+
+        ``resume`` is for delivering an event again (a replay): an earlier write of it may have been stored
+        although it failed, so a file holding exactly these bytes under the name or one of its suffixed
+        names counts as this write, instead of a second copy being stored.
         """
         attempt = _Attempt()
         retrying = self._retrying.copy()
         try:
-            return retrying(self._write_once, url, chunks, attempt)
+            return retrying(self._write_once, url, chunks, attempt, resume)
         except ArchivistError:
             raise
         except Exception as exc:
+            doubt = f"; it may be stored as {redact_url(self._url(url, attempt))}" if attempt.in_doubt else ""
             raise WriteError(
-                f"writing {redact_url(url)} failed after {attempt.count} attempt(s): {exc}", attempt.count
+                f"writing {redact_url(url)} failed after {attempt.count} attempt(s): {exc}{doubt}",
+                attempt.count,
+                attempt.in_doubt,
             ) from exc
         finally:
             if attempt.final is not None:
                 self._release(attempt.final)
 
-    def _write_once(self, url: str, chunks: Chunks, attempt: _Attempt) -> Written:
+    def _write_once(self, url: str, chunks: Chunks, attempt: _Attempt, resume: bool) -> Written:
         attempt.count += 1
         with self._connect_lock:  # some clients (smbprotocol) race when several threads log in at once
             fs, path = fsspec.url_to_fs(url, **self._options)
@@ -100,26 +117,40 @@ class Store:
         try:
             parent = "" if atomic_put else self._ensure_parent(fs, path)
             if attempt.final is None:
-                attempt.final, attempt.suffixed = self._claim(fs, path)
+                attempt.final, attempt.suffixed, stored = self._claim(fs, path, b"".join(chunks) if resume else None)
+                if stored:
+                    log.info("%s already holds this data; not stored again", redact_url(self._url(url, attempt)))
+                    return Written(self._url(url, attempt), sum(len(c) for c in chunks), attempt.suffixed)
             if atomic_put:
+                attempt.in_doubt = True
                 fs.pipe_file(attempt.final, b"".join(chunks))
             else:
                 replace = self._on_exists == "overwrite" or attempt.count > 1
-                self._write_and_rename(fs, attempt.final, chunks, replace)
+                self._write_and_rename(fs, attempt.final, chunks, replace, attempt)
         except ArchivistError:
             raise
-        except FileNotFoundError:
-            self._known_dirs.discard(parent)  # the folder vanished: the next attempt creates it again
+        except Exception as exc:
+            if _is_missing(exc):
+                self._known_dirs.discard(parent)  # the folder vanished: the next attempt creates it again
+            else:
+                type(fs).clear_instance_cache()  # the next attempt logs in again instead of reusing a dead client
             raise
-        except Exception:
-            type(fs).clear_instance_cache()  # the next attempt logs in again instead of reusing a dead client
-            raise
-        final = fs.unstrip_protocol(attempt.final)
+        self._remove_leftovers(fs)
+        final = self._url(url, attempt)
         if attempt.suffixed:
             log.warning("%s exists; wrote %s instead", redact_url(url), redact_url(final))
         return Written(final, sum(len(c) for c in chunks), attempt.suffixed)
 
-    def _write_and_rename(self, fs: fsspec.AbstractFileSystem, final: str, chunks: Chunks, replace: bool) -> None:
+    @staticmethod
+    def _url(url: str, attempt: _Attempt) -> str:
+        """The URL of the name written: ``url`` with the claimed file name (unstrip_protocol drops SMB's host)."""
+        if attempt.final is None or not attempt.suffixed:
+            return url
+        return posixpath.join(posixpath.dirname(url), posixpath.basename(attempt.final))
+
+    def _write_and_rename(
+        self, fs: fsspec.AbstractFileSystem, final: str, chunks: Chunks, replace: bool, attempt: _Attempt
+    ) -> None:
         """Readers never see a partial file: the data goes to a hidden temporary name first."""
         parent, name = posixpath.split(final)
         temporary = posixpath.join(parent, f".{name}.{uuid.uuid4().hex[:12]}.partial")
@@ -127,6 +158,7 @@ class Store:
             with fs.open(temporary, "wb") as file:
                 for chunk in chunks:
                     file.write(chunk)
+            attempt.in_doubt = True  # from here on a lost reply leaves the outcome unknown
             try:
                 fs.mv(temporary, final)
             except OSError as exc:  # SMB refuses to rename onto an existing file, with a plain OSError
@@ -135,8 +167,23 @@ class Store:
                 fs.rm(final)
                 fs.mv(temporary, final)
         except BaseException:
-            _remove_quietly(fs, temporary)
+            if not _remove_quietly(fs, temporary):
+                with self._leftovers_lock:
+                    if len(self._leftovers) < _LEFTOVERS_LIMIT:
+                        self._leftovers.append((fs, temporary))
             raise
+
+    def _remove_leftovers(self, fs: fsspec.AbstractFileSystem) -> None:
+        """Remove temporaries that failed writes left on this filesystem, now that it answers again."""
+        with self._leftovers_lock:
+            if not self._leftovers:
+                return
+            mine = [path for owner, path in self._leftovers if _same_storage(owner, fs)]
+            self._leftovers = [(owner, path) for owner, path in self._leftovers if not _same_storage(owner, fs)]
+        kept = [path for path in mine if not _remove_quietly(fs, path)]
+        if kept:
+            with self._leftovers_lock:
+                self._leftovers.extend((fs, path) for path in kept)
 
     def _ensure_parent(self, fs: fsspec.AbstractFileSystem, path: str) -> str:
         """Create the parent folder once per store, not once per file; returns the cache key."""
@@ -148,10 +195,14 @@ class Store:
             self._known_dirs.add(key)
         return key
 
-    def _claim(self, fs: fsspec.AbstractFileSystem, path: str) -> tuple[str, bool]:
-        """Reserve the name to write; in-process claims stop two workers from picking the same free name."""
+    def _claim(self, fs: fsspec.AbstractFileSystem, path: str, data: bytes | None) -> tuple[str, bool, bool]:
+        """Reserve the name to write: (name, suffixed, already stored).
+
+        In-process claims stop two workers from picking the same free name. With ``data`` (a resumed
+        write), a taken name that holds exactly ``data`` is returned as already stored.
+        """
         if self._on_exists == "overwrite":
-            return path, False
+            return path, False, False
         for n in range(1_000_000):
             candidate = path if n == 0 else _suffixed(path, n)
             with self._claims_lock:
@@ -162,12 +213,13 @@ class Store:
                     claimed = True
             if claimed:
                 try:
-                    exists = fs.exists(candidate)
+                    exists = _exists(fs, candidate)
+                    stored = exists and data is not None and _holds(fs, candidate, data)
                 except BaseException:
                     self._release(candidate)
                     raise
-                if not exists:
-                    return candidate, n > 0
+                if not exists or stored:
+                    return candidate, n > 0, stored
                 self._release(candidate)
             if self._on_exists == "error":
                 raise DestinationExistsError(f"{redact_url(fs.unstrip_protocol(path))} exists and on_exists='error'")
@@ -190,9 +242,42 @@ def _suffixed(path: str, n: int) -> str:
     return posixpath.join(parent, new_name)
 
 
-def _remove_quietly(fs: fsspec.AbstractFileSystem, path: str) -> None:
+def _is_missing(exc: BaseException) -> bool:
+    """No such file, also as smbprotocol says it (an OSError with errno ENOENT, not a FileNotFoundError)."""
+    return isinstance(exc, FileNotFoundError) or (isinstance(exc, OSError) and exc.errno == errno.ENOENT)
+
+
+def _exists(fs: fsspec.AbstractFileSystem, path: str) -> bool:
+    """Whether ``path`` exists; raises when the storage cannot tell.
+
+    ``fs.exists`` answers False on any error, so during an outage every name would look free, and a
+    retry (which replaces the name it claimed) could then overwrite another event's file.
+    """
     try:
-        if fs.exists(path):
-            fs.rm(path)
-    except Exception:
+        fs.info(path)
+    except Exception as exc:
+        if _is_missing(exc):
+            return False
+        raise
+    return True
+
+
+def _same_storage(a: fsspec.AbstractFileSystem, b: fsspec.AbstractFileSystem) -> bool:
+    """Whether two filesystems reach the same storage; ``==`` is no use, fsspec makes one instance per thread."""
+    return type(a) is type(b) and a.storage_args == b.storage_args and a.storage_options == b.storage_options
+
+
+def _holds(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> bool:
+    return fs.size(path) == len(data) and fs.cat_file(path) == data
+
+
+def _remove_quietly(fs: fsspec.AbstractFileSystem, path: str) -> bool:
+    """Remove a temporary file if it exists; False if the storage could not be asked (then try again later)."""
+    try:
+        fs.rm_file(path)
+    except Exception as exc:
+        if _is_missing(exc):
+            return True
         log.debug("could not remove temporary %s", path, exc_info=True)
+        return False
+    return True

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from archivist.pipeline import Pipeline
+from archivist.pipeline import Pipeline, PipelineClosed
 from tests import support
 
 
@@ -65,7 +65,7 @@ def test_close_returns_what_was_not_handled() -> None:
     gate.set()
     closer.join(10)
     assert leftovers == [1, 2, 3]
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(PipelineClosed):
         pipeline.submit(9, 1)
 
 

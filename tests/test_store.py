@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import threading
 import uuid
+from typing import ClassVar
 
 import fsspec
 import pytest
@@ -110,3 +112,123 @@ def test_credentials_stay_out_of_errors(tmp_path) -> None:
     with pytest.raises(WriteError) as error:
         Store(storage_options={"password": "hunter2"}).write("smb://bob:hunter2@127.0.0.1:1/share/x.bin", [b""])
     assert "hunter2" not in str(error.value)
+
+
+class _PlainOSError(OSError):
+    """Like smbprotocol's SMBOSError: an OSError subclass, so ENOENT does not make it a FileNotFoundError."""
+
+
+class OutageFileSystem(MemoryFileSystem):
+    """A memory filesystem whose operations fail, a given number of times each, as if the server were gone.
+
+    ``lost_replies`` makes a rename happen and then fail, as when the connection drops before the reply;
+    ``strict_folders`` refuses to create a file in a missing folder.
+    """
+
+    protocol = "outage"
+    failures: ClassVar[dict[str, int]] = {}
+    lost_replies = 0
+    strict_folders = False
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        return super()._strip_protocol(path.removeprefix("outage://"))
+
+    @classmethod
+    def _fail(cls, operation: str) -> None:
+        if cls.failures.get(operation, 0) > 0:
+            cls.failures[operation] -= 1
+            raise ConnectionError(f"{operation}: storage went away")
+
+    def info(self, path, **kwargs):
+        self._fail("info")
+        return super().info(path, **kwargs)
+
+    def _open(self, path, mode="rb", **kwargs):
+        if "w" in mode:
+            self._fail("write")
+            if OutageFileSystem.strict_folders and not self.isdir(self._parent(path)):
+                raise _PlainOSError(errno.ENOENT, "No such file or directory", path)
+        return super()._open(path, mode, **kwargs)
+
+    def mv(self, path1, path2, **kwargs):
+        self._fail("mv")
+        super().mv(path1, path2, **kwargs)
+        if OutageFileSystem.lost_replies > 0:
+            OutageFileSystem.lost_replies -= 1
+            raise ConnectionError("connection lost before the reply")
+
+    def rm_file(self, path):
+        self._fail("rm")
+        super().rm_file(path)
+
+
+fsspec.register_implementation("outage", OutageFileSystem, clobber=True)
+
+
+@pytest.fixture
+def outage():
+    OutageFileSystem.failures, OutageFileSystem.lost_replies, OutageFileSystem.strict_folders = {}, 0, False
+    yield OutageFileSystem
+    OutageFileSystem.failures, OutageFileSystem.lost_replies, OutageFileSystem.strict_folders = {}, 0, False
+
+
+def _names(folder: str) -> list[str]:
+    return sorted(path.rsplit("/", 1)[-1] for path in fsspec.filesystem("outage").ls(folder, detail=False))
+
+
+def test_an_unreachable_storage_never_makes_a_taken_name_look_free(outage) -> None:
+    """fs.exists answers False on any error; the retry, which replaces its name, would overwrite the file."""
+    folder = f"outage://t-{uuid.uuid4().hex}"
+    fsspec.filesystem("outage").pipe_file(f"{folder}/same.npy", b"precious")
+    outage.failures = {"info": 1, "write": 1}
+    written = Store(retrying=_retrying([])).write(f"{folder}/same.npy", [b"new"])
+    assert written.suffixed and written.url == f"{folder}/same.1.npy"
+    fs = fsspec.filesystem("outage")
+    assert fs.cat_file(f"{folder}/same.npy") == b"precious" and fs.cat_file(f"{folder}/same.1.npy") == b"new"
+
+
+def test_a_lost_reply_leaves_the_write_in_doubt_and_resume_stores_it_once(outage) -> None:
+    folder = f"outage://t-{uuid.uuid4().hex}"
+    outage.lost_replies = 10
+    with pytest.raises(WriteError, match=r"may be stored as outage://.*/frame\.npy") as error:
+        Store(retrying=_retrying([], max_retries=1)).write(f"{folder}/frame.npy", [b"frame"])
+    assert error.value.in_doubt and error.value.attempts == 2
+    outage.lost_replies = 0
+
+    again = Store().write(f"{folder}/frame.npy", [b"fr", b"ame"], resume=True)
+    assert again.url == f"{folder}/frame.npy" and not again.suffixed and again.nbytes == 5
+    assert _names(folder) == ["frame.npy"]
+    # Other bytes under the name are another event's: resuming never takes them for its own.
+    assert Store().write(f"{folder}/frame.npy", [b"other"], resume=True).url == f"{folder}/frame.1.npy"
+    # Only a resumed write matches existing files; a live event always gets a file of its own.
+    assert Store().write(f"{folder}/frame.npy", [b"frame"]).url == f"{folder}/frame.2.npy"
+
+
+def test_a_write_that_failed_before_publishing_is_not_in_doubt(outage) -> None:
+    outage.failures = {"write": 10}
+    with pytest.raises(WriteError) as error:
+        Store(retrying=_retrying([], max_retries=1)).write(f"outage://t-{uuid.uuid4().hex}/f.bin", [b"data"])
+    assert not error.value.in_doubt and "may be stored" not in str(error.value)
+
+
+def test_temporaries_an_outage_left_are_removed_once_the_storage_answers(outage) -> None:
+    folder = f"outage://t-{uuid.uuid4().hex}"
+    store = Store()
+    outage.failures = {"mv": 1, "rm": 1}  # the rename fails, and so does removing the temporary file
+    with pytest.raises(WriteError):
+        store.write(f"{folder}/a.npy", [b"a"])
+    assert [name.endswith(".partial") and name.startswith(".a.npy.") for name in _names(folder)] == [True]
+    store.write(f"{folder}/b.npy", [b"b"])
+    assert _names(folder) == ["b.npy"]
+
+
+def test_a_vanished_folder_is_created_again_even_when_reported_as_a_plain_oserror(outage) -> None:
+    """smbprotocol reports a missing folder as OSError(ENOENT), not FileNotFoundError."""
+    folder = f"outage://t-{uuid.uuid4().hex}"
+    outage.strict_folders = True
+    store = Store(retrying=_retrying([]))
+    store.write(f"{folder}/run/a.npy", [b"a"])
+    fsspec.filesystem("outage").rm(f"{folder}/run", recursive=True)
+    store.write(f"{folder}/run/b.npy", [b"b"])
+    assert _names(f"{folder}/run") == ["b.npy"]

@@ -162,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         handler = hero._declare_event(cmd["event"])
         count, shape, dtype = int(cmd["count"]), cmd["shape"], cmd.get("dtype", "uint16")
         metadata = decode_specs(cmd.get("metadata", {}))
+        first = int(cmd.get("first", 0))
         start = time.monotonic()
-        for i in range(count):
+        for i in range(first, first + count):
             handler((burst_frame(i, shape, dtype), {**metadata, "frame": i}))
         return {"ok": True, "sent": count, "seconds": time.monotonic() - start}
 

@@ -1,0 +1,118 @@
+"""The ``archivist`` command: run archivers from BOSS-style configs, and replay the spool."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .archivers import Archiver
+from .config import ObjectConfig, load_config
+from .errors import ArchivistError
+from .replay import replay
+from .spool import default_spool_dir
+
+log = logging.getLogger("archivist")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return args.command(args)
+    except (ArchivistError, OSError) as exc:
+        if args.log_level == "debug":
+            log.exception("archivist failed")
+        print(f"archivist: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="archivist", description="Archive HEROS event streams into any storage.")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the archivers of BOSS-style JSON configs until SIGINT/SIGTERM")
+    run.add_argument("configs", nargs="+", metavar="CONFIG", help="JSON file: one object or a list of objects")
+    run.add_argument("--zenoh-config", help="zenoh JSON5 file or string for archivers that set none")
+    run.add_argument("--realm", help="HEROS realm for archivers that set none")
+    run.set_defaults(command=_run)
+
+    again = commands.add_parser("replay", help="deliver the events kept in a spool folder")
+    again.add_argument(
+        "spool_dir", nargs="?", default=None, metavar="SPOOL_DIR", help=f"default: {default_spool_dir()}"
+    )
+    again.add_argument(
+        "--config", action="append", default=[], help="deliver with these archivers (e.g. a fixed template)"
+    )
+    again.add_argument("--storage-options", type=_json_object, help="JSON object for the filesystem (credentials)")
+    again.set_defaults(command=_replay)
+    return parser
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc.msg}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
+def _configs(paths: Sequence[str]) -> list[ObjectConfig]:
+    return [config for path in paths for config in load_config(path)]
+
+
+def _run(args: argparse.Namespace) -> int:
+    configs = _configs(args.configs)
+    overrides = {key: value for key, value in (("zenoh_config", args.zenoh_config), ("realm", args.realm)) if value}
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    archivers: list[Archiver] = []
+    try:
+        for config in configs:
+            archiver = config.build(**overrides)
+            archivers.append(archiver)
+            print(f"{config.id}: {archiver.describe()}", flush=True)
+        print(f"archivist: {len(archivers)} archiver(s) running; stop with SIGINT or SIGTERM", flush=True)
+        stop.wait()
+    finally:
+        lost = 0
+        for archiver in archivers:
+            drained = archiver.stop()
+            stats = archiver.stats()
+            lost += int(stats["spool_failed"])
+            print(
+                f"{archiver.name}: {stats['written']} written, {stats['failed']} failed "
+                f"({stats['spooled']} spooled){'' if drained else ', shutdown_timeout passed'}",
+                flush=True,
+            )
+    return 1 if lost else 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    spool_dir = Path(args.spool_dir) if args.spool_dir else default_spool_dir()
+    report = replay(spool_dir, _configs(args.config), storage_options=args.storage_options, progress=True)
+    for path, error in report.failures:
+        print(f"{path.name}: {error}", file=sys.stderr)
+    print(
+        f"replayed {report.delivered} of {report.entries} event(s) from {spool_dir}; "
+        f"{len(report.failures)} left in the spool",
+        flush=True,
+    )
+    return 1 if report.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

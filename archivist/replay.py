@@ -1,0 +1,101 @@
+"""Replay: deliver spooled events again, with the archiver's recorded settings or with a corrected config."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from .archivers import Archiver, EventFailed
+from .config import ObjectConfig
+from .event import Received
+from .spool import Spool, SpoolEntry
+
+log = logging.getLogger("archivist")
+
+
+@dataclass
+class ReplayReport:
+    """What a replay did; ``failures`` lists the entries left in the spool and why."""
+
+    entries: int = 0
+    delivered: int = 0
+    failures: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def replay(
+    spool_dir: str | os.PathLike[str] | None = None,
+    configs: Sequence[ObjectConfig] = (),
+    *,
+    storage_options: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> ReplayReport:
+    """Deliver every spool entry; remove an entry only after its event is stored.
+
+    An entry is written by the archiver named like it in ``configs`` (a config holding a single archiver
+    takes every entry), else by one built from the settings recorded in the entry. ``storage_options``
+    (credentials, never stored in the spool) apply where the config gives none. Entries that fail again
+    stay, with the new error. Holding the spool's lock, two replays never run at once.
+    """
+    spool = Spool(spool_dir)
+    report = ReplayReport()
+    archivers: dict[tuple[str, str], Archiver] = {}
+    with spool.locked():
+        paths = spool.paths()
+        report.entries = len(paths)
+        for path in tqdm(paths, desc="replay", unit="event", disable=not progress):
+            try:
+                entry = spool.load(path)
+            except Exception as exc:  # an unreadable entry is reported and kept, never removed
+                report.failures.append((path, f"unreadable spool entry: {exc}"))
+                continue
+            config = _config_for(entry, configs)
+            key = (config.source, config.id)
+            if key not in archivers:
+                overrides = {"spool_dir": str(spool.directory), "listen": False}
+                if storage_options is not None:
+                    overrides["storage_options"] = storage_options
+                archivers[key] = config.build(**overrides)
+            if _deliver(archivers[key], spool, path, entry):
+                report.delivered += 1
+            else:
+                report.failures.append((path, spool.load(path).error))
+    return report
+
+
+def _config_for(entry: SpoolEntry, configs: Sequence[ObjectConfig]) -> ObjectConfig:
+    for config in configs:
+        if config.id == entry.archiver:
+            return config
+    if len(configs) == 1:
+        return configs[0]
+    return ObjectConfig(entry.archiver, entry.archiver_class, dict(entry.settings), source="spool entry")
+
+
+def _deliver(archiver: Archiver, spool: Spool, path: Path, entry: SpoolEntry) -> bool:
+    received = Received(entry.key_expr, entry.payload, entry.received_at)
+    try:
+        archiver._write_event(received, only_items=entry.pending_items, resume=True)
+    except EventFailed as failure:
+        spool.update(
+            path,
+            dataclasses.replace(
+                entry,
+                error=str(failure.error),
+                error_type=type(failure.error).__name__,
+                attempts=entry.attempts + getattr(failure.error, "attempts", 1),
+                destination=failure.destination or entry.destination,
+                pending_items=failure.pending if failure.pending is not None else entry.pending_items,
+            ),
+        )
+        log.error("%s: still not archived: %s", path.name, failure.error)
+        return False
+    spool.remove(path)
+    archiver._stats.add(replayed=1)
+    return True

@@ -1,0 +1,72 @@
+"""A burst of large frames into a slow store: nothing is lost, whether the queue waits or overflows to the spool.
+
+The test prints the process's peak RSS growth. It does not assert the queue bound: the backlog beyond
+archivist's queue waits in zenoh-python's own (unbounded) callback buffer, since blocking zenoh's network
+thread instead loses reliable samples (docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from archivist import Spool
+from archivist.decode import decode_payload
+from tests import support
+
+SCRIPT = Path(__file__).resolve().parent / "peers" / "archiver_process.py"
+MiB = 2**20
+
+
+@pytest.mark.parametrize("when_full", ["block", "spool"])
+def test_burst_into_a_slow_store_loses_nothing(heros_emitter, zenoh_config, zenoh_port, tmp_path, when_full):
+    count, shape, queue_bytes = 120, [512, 1024], 16 * MiB  # 1 MiB frames: 120 MiB in a burst
+    dest, spool_dir = tmp_path / "dest", tmp_path / "spool"
+    arguments = {
+        "save_template": f"slow://{dest}/{{{{ frame }}}}.npy",
+        "object_selector": "cam",
+        "event_name": "acquisition_data",
+        "zenoh_config": zenoh_config,
+        "spool_dir": str(spool_dir),
+        "queue_max_bytes": queue_bytes,
+        "workers": 2,
+        "when_full": when_full,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), json.dumps(arguments), "--delay", "0.02"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        baseline = json.loads(proc.stdout.readline())["baseline_rss"]
+        emitter = heros_emitter("cam", zenoh_port)
+        emitter.wait_subscribers("acquisition_data")
+        emitter.burst("acquisition_data", count, shape, "uint16")
+        support.wait_until(
+            lambda: dest.is_dir() and len(list(dest.iterdir())) + len(Spool(spool_dir)) == count,
+            timeout=60,
+            what="every frame written or spooled",
+        )
+        out, _ = proc.communicate("", timeout=60)
+    finally:
+        proc.kill()
+    report = json.loads(out.strip().splitlines()[-1])
+    stats = report["stats"]
+    assert stats["received"] == count and stats["written"] + stats["spooled"] == count
+    grown = report["peak_rss"] - baseline
+    print(
+        f"when_full={when_full}: {count} MiB burst, queue bound {queue_bytes / MiB:.0f} MiB, peak RSS grew "
+        f"{grown / MiB:.1f} MiB; {stats['written']} written, {stats['spooled']} spooled"
+    )
+    frames = sorted(int(p.name.split(".")[0]) for p in dest.iterdir())
+    spooled = sorted(decode_payload(entry.payload)[1]["frame"] for _, entry in Spool(spool_dir).entries())
+    assert sorted(frames + spooled) == list(range(count))
+    if when_full == "spool":
+        assert stats["spooled"] > 0 and stats["errors"] == {"QueueFullError": stats["spooled"]}
+    else:
+        assert stats["spooled"] == 0
