@@ -14,10 +14,14 @@ from .errors import (
     UnsafePathError,
 )
 from .event import Event, Received, split_event
+from .metrics_server import MetricsServer
+from .pusher import PrometheusPusher
 from .route import Route
 from .source import load_zenoh_config
 from .spool import Spool, SpoolEntry, default_spool_dir
+from .statemachine import HERODatasourceStateMachine
 from .store import Store, WriteError, Written
+from .zarr_archiver import ZarrArchiver
 
 __all__ = [
     "Archiver",
@@ -28,8 +32,11 @@ __all__ = [
     "DestinationExistsError",
     "EncodeError",
     "Event",
+    "HERODatasourceStateMachine",
     "JsonArchiver",
+    "MetricsServer",
     "PayloadError",
+    "PrometheusPusher",
     "Received",
     "Route",
     "Spool",
@@ -39,6 +46,7 @@ __all__ = [
     "UnsafePathError",
     "WriteError",
     "Written",
+    "ZarrArchiver",
     "decode_payload",
     "default_spool_dir",
     "encode_json",

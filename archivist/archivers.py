@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import re
 import sys
 import time
+import uuid
 from collections.abc import Collection, Iterator
 from typing import Any, Literal
 
 import numpy as np
 import zenoh
 
+from .buffer import DiskBuffer, recover_buffers
 from .encode import Chunks, encode_json, encode_npy
 from .errors import ArchivistError, ConfigError, PayloadError
 from .event import Event, Received, decode_event
+from .metrics import register_archiver, unregister_archiver, write_latency_histogram
 from .pipeline import Pipeline, PipelineClosed
 from .retry import retry_policy
 from .route import Route, redact_url
-from .source import Subscription, ZenohConfig
+from .source import Subscription, ZenohConfig, hero_session
 from .spool import Spool, SpoolEntry
 from .stats import Stats
-from .store import OnExists, Store
+from .store import OnExists, Store, Written
 
 log = logging.getLogger("archivist")
 
@@ -44,6 +50,10 @@ class ShutdownError(ArchivistError):
     """The archiver stopped (shutdown_timeout passed) before the event was written."""
 
 
+class InterruptedArchiverError(ArchivistError):
+    """The event waited in the disk buffer of an archiver that was killed; it may have been written already."""
+
+
 def importable_class_name(cls: type) -> str:
     """The dotted name of the first class in ``cls``'s MRO that can be imported again (BOSS subclasses can't)."""
     for klass in cls.__mro__:
@@ -58,6 +68,9 @@ class Archiver:
     Subclasses only say how an event splits into files and how a payload is encoded; all I/O lives in the
     route, store and spool they are composed of.
     """
+
+    #: The argument that names the destination template: in error messages and recorded in spool entries.
+    _template_argument = "save_template"
 
     def __init__(
         self,
@@ -84,7 +97,7 @@ class Archiver:
         session: zenoh.Session | None = None,
         listen: bool = True,
     ) -> None:
-        _check(isinstance(save_template, str) and save_template, "save_template", "a non-empty string")
+        _check(isinstance(save_template, str) and save_template, self._template_argument, "a non-empty string")
         _check(isinstance(object_selector, str) and object_selector, "object_selector", "a non-empty string")
         _check(isinstance(event_name, str) and event_name and "/" not in event_name, "event_name", "a name")
         _check(default_metadata is None or isinstance(default_metadata, dict), "default_metadata", "a map")
@@ -100,22 +113,24 @@ class Archiver:
         _check(when_full in ("block", "spool"), "when_full", "'block' or 'spool'")
         _check(isinstance(shutdown_timeout, int | float) and shutdown_timeout >= 0, "shutdown_timeout", "seconds >= 0")
 
-        self.name = name or f"{type(self).__name__}:{realm}/{object_selector}/{event_name}"
+        self._given_name = name
+        self._default_name = f"{type(self).__name__}:{realm}/{object_selector}/{event_name}"
         self._realm = realm
         self._event_name = event_name
         self._when_full = when_full
         self._shutdown_timeout = float(shutdown_timeout)
         self._default_metadata = dict(default_metadata or {})
-        self._route = Route(save_template, root)
+        self._route = Route(save_template, root, argument=self._template_argument)
         self._stats = Stats()
-        self._store = Store(
+        self.write_latency = write_latency_histogram()
+        self._store = self._make_store(
             storage_options=storage_options,
             on_exists=on_exists,
             retrying=retry_policy(max_retries, retry_wait_min, retry_wait_max, lambda _: self._stats.add(retries=1)),
         )
         self._spool = Spool(spool_dir)
         self._settings = {
-            "save_template": save_template,
+            self._template_argument: save_template,
             "object_selector": object_selector,
             "event_name": event_name,
             "default_metadata": self._default_metadata,
@@ -126,17 +141,29 @@ class Archiver:
             **self._format_settings(),
         }
         self._pipeline: Pipeline[Received] | None = None
+        self._buffer: DiskBuffer | None = None
         self._subscription: Subscription | None = None
         if listen:
+            session = session or hero_session(self, realm, zenoh_config)
             self._listen(workers, queue_max_events, queue_max_bytes, zenoh_config, session)
 
     def _listen(
         self, workers: int, max_events: int, max_bytes: int, zenoh_config: ZenohConfig, session: zenoh.Session | None
     ) -> None:
+        buffers, prefix = self._spool.directory / ".buffer", _folder_name(self.name)
+        for received in recover_buffers(buffers, prefix):
+            self._fail(received, InterruptedArchiverError("recovered from the disk buffer of a killed archiver"))
+        self._buffer = DiskBuffer(buffers / f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         if pending := len(self._spool):
             log.warning("%s: the spool %s holds %d event(s) to replay", self.name, self._spool.directory, pending)
         self._pipeline = Pipeline(
-            self._archive, workers=workers, max_events=max_events, max_bytes=max_bytes, name=self.name
+            self._archive,
+            workers=workers,
+            max_events=max_events,
+            max_bytes=max_bytes,
+            overflow=self._buffer,
+            handle_overflowed=self._spool_overflowed if self._when_full == "spool" else None,
+            name=self.name,
         )
         try:
             self._subscription = Subscription(
@@ -149,8 +176,15 @@ class Archiver:
             )
         except BaseException:
             self._pipeline.close(0)
+            self._close_buffer()
             raise
+        register_archiver(self)
         log.info("%s: archiving %s", self.name, self.describe())
+
+    @property
+    def name(self) -> str:
+        """Name in logs and spool entries: ``name``, else the HERO name BOSS gives it (its ``_id``)."""
+        return self._given_name or getattr(self, "_name", None) or self._default_name
 
     # -- what subclasses decide -------------------------------------------------------------------------------
 
@@ -165,6 +199,16 @@ class Archiver:
     def _encode(self, payload: Any, event: Event) -> Chunks:
         raise NotImplementedError
 
+    def _make_store(self, **options: Any) -> Any:
+        """What items are written through, made before the archiver listens: a file Store by default."""
+        return Store(**options)
+
+    def _write_item(
+        self, destination: str, context: dict[str, Any], payload: Any, event: Event, resume: bool
+    ) -> Written:
+        """Store one item at its rendered destination: by default as one encoded file."""
+        return self._store.write(destination, self._encode(payload, event), resume=resume)
+
     # -- the pipeline -----------------------------------------------------------------------------------------
 
     def _receive(self, received: Received) -> None:
@@ -172,12 +216,13 @@ class Archiver:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s: received %d bytes on %s", self.name, len(received.raw), received.key_expr)
         try:
-            accepted = self._pipeline.submit(received, len(received.raw), block=self._when_full == "block")
+            if self._pipeline.submit(received, len(received.raw)):
+                self._stats.add(overflowed=1)
         except PipelineClosed:
             self._fail(received, ShutdownError("the archiver stopped before this event was queued"))
-            return
-        if not accepted:
-            self._fail(received, QueueFullError("the queue is full and when_full='spool'"))
+
+    def _spool_overflowed(self, received: Received) -> None:
+        self._fail(received, QueueFullError("the queue was full and when_full='spool'"))
 
     def _archive(self, received: Received) -> None:
         """Archive one received event; whatever fails goes to the spool with the reason."""
@@ -193,6 +238,7 @@ class Archiver:
 
         ``resume`` (a replay): a file an earlier, failed delivery stored after all is not stored twice.
         """
+        started = time.monotonic()
         destination = None
         pending: list[int] = []
         error: Exception | None = None
@@ -203,7 +249,7 @@ class Archiver:
                     continue
                 try:
                     destination = self._route.render(context)
-                    written = self._store.write(destination, self._encode(payload, event), resume=resume)
+                    written = self._write_item(destination, context, payload, event, resume)
                 except Exception as exc:
                     error = exc
                     if index is not None:
@@ -215,6 +261,7 @@ class Archiver:
         if error is not None:
             raise EventFailed(error, destination, pending or None)
         self._stats.add(written=1)
+        self.write_latency.observe(time.monotonic() - started)
 
     def _fail(
         self,
@@ -272,10 +319,19 @@ class Archiver:
         root = f" under {redact_url(self._settings['root'])}" if self._settings["root"] else ""
         return f"{key} -> {self._route.source}{root}"
 
+    def preview(self, metadata: dict[str, Any], source_name: str) -> str:
+        """The destination of an event from ``source_name`` with ``metadata`` (``archivist check`` prints it)."""
+        context = self._default_metadata | metadata | {"source_name": source_name, "_split_index": 0}
+        return self._route.render(context)
+
     def stats(self) -> dict[str, object]:
-        """Counters since start, and the queue depth now."""
+        """Counters since start; the queue depth and the seconds its oldest event has waited, now."""
         snapshot = self._stats.snapshot()
         snapshot["queued"], snapshot["queued_bytes"] = self._pipeline.depth if self._pipeline else (0, 0)
+        snapshot["buffered"] = self._pipeline.overflowed if self._pipeline else 0
+        oldest = self._pipeline.oldest() if self._pipeline else None
+        received_at = oldest.received_at if oldest else self._buffer and self._buffer.oldest_received_at()
+        snapshot["oldest_queued_age"] = max(0.0, time.time() - received_at) if received_at else 0.0
         return snapshot
 
     def is_queue_drained(self) -> bool:
@@ -292,6 +348,7 @@ class Archiver:
         """
         timeout = self._shutdown_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
+        unregister_archiver(self)
         if self._subscription is not None:
             self._subscription.close(timeout)
         if self._pipeline is None:
@@ -299,11 +356,30 @@ class Archiver:
         left = self._pipeline.close(max(0.0, deadline - time.monotonic()))
         for received in left:
             self._fail(received, ShutdownError("the archiver stopped before this event was written"))
-        return not left
+        buffered = self._close_buffer()
+        return not left and not buffered
+
+    def _close_buffer(self) -> int:
+        """Spool what still waits in the disk buffer, one event at a time, and release it; returns the count."""
+        buffer, self._buffer = self._buffer, None
+        if buffer is None:
+            return 0
+        count = 0
+        while (received := buffer.pop()) is not None:
+            self._fail(received, ShutdownError("the archiver stopped before this event was written"))
+            count += 1
+        buffer.close()
+        return count
+
+    def summary(self) -> str:
+        """One line of what it did: events written, failed and spooled."""
+        stats = self.stats()
+        return f"{stats['written']} written, {stats['failed']} failed ({stats['spooled']} spooled)"
 
     def _teardown(self) -> None:
-        """Called by BOSS on stop."""
-        self.stop()
+        """Called by BOSS on stop; logs what ``archivist run`` prints at exit."""
+        drained = self.stop()
+        log.info("%s: stopped: %s%s", self.name, self.summary(), "" if drained else ", shutdown_timeout passed")
 
     def __enter__(self) -> Archiver:
         return self
@@ -353,6 +429,11 @@ class JsonArchiver(Archiver):
             data = {"data": payload} if not isinstance(payload, dict) else payload
             payload = data | {"metadata": event.metadata}
         return encode_json(payload)
+
+
+def _folder_name(name: str) -> str:
+    """A file name for an archiver's name, unique per name (names hold '/' and ':')."""
+    return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)[:80]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 def _is_int(value: Any) -> bool:

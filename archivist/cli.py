@@ -1,4 +1,4 @@
-"""The ``archivist`` command: run archivers from BOSS-style configs, and replay the spool."""
+"""The ``archivist`` command: run or check BOSS-style configs, run the demo, and replay the spool."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from .archivers import Archiver
+from .check import check_config
 from .config import ObjectConfig, load_config
+from .demo import run_demo
 from .errors import ArchivistError
+from .metrics_server import serve_process_metrics
 from .replay import replay
 from .spool import default_spool_dir
 
@@ -29,11 +32,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.command(args)
-    except (ArchivistError, OSError) as exc:
+    except Exception as exc:
         if args.log_level == "debug":
             log.exception("archivist failed")
-        print(f"archivist: error: {exc}", file=sys.stderr)
+        _report("error", exc if isinstance(exc, ArchivistError | OSError) else f"{type(exc).__name__}: {exc}")
         return 2
+
+
+def _report(level: str, message: object) -> None:
+    """The one format of errors and warnings: one line on stderr."""
+    print(f"archivist: {level}: {message}", file=sys.stderr, flush=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,7 +53,23 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("configs", nargs="+", metavar="CONFIG", help="JSON file: one object or a list of objects")
     run.add_argument("--zenoh-config", help="zenoh JSON5 file or string for archivers that set none")
     run.add_argument("--realm", help="HEROS realm for archivers that set none")
+    run.add_argument(
+        "--metrics-port", type=int, help="serve every archiver's and state machine's metrics, and /healthz, here"
+    )
+    run.add_argument("--metrics-bind", default="127.0.0.1", help="address of --metrics-port (default: 127.0.0.1)")
     run.set_defaults(command=_run)
+
+    check = commands.add_parser("check", help="validate BOSS-style JSON configs without connecting")
+    check.add_argument("configs", nargs="+", metavar="CONFIG", help="JSON file: one object or a list of objects")
+    check.add_argument(
+        "--metadata", type=_json_object, help="JSON object: sample event metadata to render the templates with"
+    )
+    check.set_defaults(command=_check)
+
+    demo = commands.add_parser("demo", help="archive a simulated camera and sensor, all in this process")
+    demo.add_argument("--out", type=Path, default=Path("archive-demo"), help="folder to archive into")
+    demo.add_argument("--seconds", type=float, default=10.0, help="how long the HEROs stream (default: 10)")
+    demo.set_defaults(command=lambda args: run_demo(args.out, args.seconds))
 
     again = commands.add_parser("replay", help="deliver the events kept in a spool folder")
     again.add_argument(
@@ -80,25 +104,42 @@ def _run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     archivers: list[Archiver] = []
+    others: list[Any] = []  # state machines and pushers
+    server = None
     try:
+        if args.metrics_port is not None:
+            server = serve_process_metrics(args.metrics_port, args.metrics_bind)
+            print(f"archivist: metrics on {server.url}, health on /healthz", flush=True)
         for config in configs:
-            archiver = config.build(**overrides)
-            archivers.append(archiver)
-            print(f"{config.id}: {archiver.describe()}", flush=True)
+            built = config.build(**overrides)
+            (archivers if isinstance(built, Archiver) else others).append(built)
+            print(f"{config.id}: {built.describe()}", flush=True)
         print(f"archivist: {len(archivers)} archiver(s) running; stop with SIGINT or SIGTERM", flush=True)
         stop.wait()
     finally:
+        for other in others:
+            other.stop()
         lost = 0
         for archiver in archivers:
             drained = archiver.stop()
-            stats = archiver.stats()
-            lost += int(stats["spool_failed"])
-            print(
-                f"{archiver.name}: {stats['written']} written, {stats['failed']} failed "
-                f"({stats['spooled']} spooled){'' if drained else ', shutdown_timeout passed'}",
-                flush=True,
-            )
+            lost += int(archiver.stats()["spool_failed"])
+            print(f"{archiver.name}: {archiver.summary()}{'' if drained else ', shutdown_timeout passed'}", flush=True)
+        if server is not None:
+            server.close()
     return 1 if lost else 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    configs = _configs(args.configs)
+    findings = [finding for config in configs for finding in check_config(config, args.metadata)]
+    for finding in findings:
+        if finding.level == "destination":
+            print(finding.message, flush=True)
+        else:
+            _report(finding.level, finding.message)
+    errors = sum(finding.level == "error" for finding in findings)
+    print(f"checked {len(configs)} object(s): {errors} error(s)", flush=True)
+    return 2 if errors else 0
 
 
 def _replay(args: argparse.Namespace) -> int:

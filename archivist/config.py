@@ -21,6 +21,15 @@ HEROSTOOLS_ALIASES = {
     "herostools.actor.archiver.json_archiver.JsonArchiver": "archivist.JsonArchiver",
     "herostools.archiver.ArrayArchiver": "archivist.ArrayArchiver",
     "herostools.archiver.JsonArchiver": "archivist.JsonArchiver",
+    "herostools.actor.ZarrArchiver": "archivist.ZarrArchiver",
+    "herostools.actor.archiver.ZarrArchiver": "archivist.ZarrArchiver",
+    "herostools.actor.archiver.zarr_archiver.ZarrArchiver": "archivist.ZarrArchiver",
+    "herostools.archiver.ZarrArchiver": "archivist.ZarrArchiver",
+    "herostools.actor.HERODatasourceStateMachine": "archivist.HERODatasourceStateMachine",
+    "herostools.actor.statemachine.HERODatasourceStateMachine": "archivist.HERODatasourceStateMachine",
+    "herostools.statemachine.HERODatasourceStateMachine": "archivist.HERODatasourceStateMachine",
+    "herostools.actor.PrometheusActor": "archivist.PrometheusPusher",
+    "herostools.actor.prometheus.PrometheusActor": "archivist.PrometheusPusher",
 }
 
 
@@ -44,10 +53,13 @@ class ObjectConfig:
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"{self.source}: {self.id}: unknown classname {self.classname!r}") from exc
 
-    def build(self, **overrides: Any) -> Any:
-        """Construct the object; ``overrides`` fill in arguments the config does not set."""
+    def build(self, *, listen: bool = True, **overrides: Any) -> Any:
+        """Construct the object; ``overrides`` fill in arguments the config does not set.
+
+        ``listen=False`` builds an archiver without subscribing, to validate its arguments.
+        """
         cls = self.resolve_class()
-        arguments = overrides | self.arguments
+        arguments = overrides | self.arguments | ({} if listen else {"listen": False})
         arguments.setdefault("name", self.id)
         try:
             return cls(**arguments)

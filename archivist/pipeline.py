@@ -7,7 +7,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -18,11 +18,21 @@ class PipelineClosed(RuntimeError):
     """The pipeline no longer takes items: it was closed while the item waited for room."""
 
 
+class Overflow(Protocol[T]):
+    """Where items wait, first in first out, while the queue is full (archivist.buffer.DiskBuffer)."""
+
+    def append(self, item: T) -> None: ...
+
+    def pop(self) -> T | None: ...
+
+
 class Pipeline(Generic[T]):
     """Items wait in a queue bounded in count and bytes; ``submit`` blocks while it is full (backpressure).
 
-    An item larger than ``max_bytes`` on its own is still admitted once the queue is empty, so nothing is
-    refused; the bound then holds to within one item.
+    With an ``overflow``, ``submit`` never waits: once the queue is full, items go to the overflow (and keep
+    going there until it is empty, so they are handled in order), and writers take from it, with
+    ``handle_overflowed``, when the queue is empty. An item larger than ``max_bytes`` on its own is still
+    admitted once the queue is empty, so nothing is refused; the bound then holds to within one item.
     """
 
     def __init__(
@@ -32,6 +42,8 @@ class Pipeline(Generic[T]):
         workers: int,
         max_events: int,
         max_bytes: int,
+        overflow: Overflow[T] | None = None,
+        handle_overflowed: Callable[[T], None] | None = None,
         name: str = "archivist",
     ) -> None:
         if workers < 1 or max_events < 1 or max_bytes < 1:
@@ -42,6 +54,9 @@ class Pipeline(Generic[T]):
         self._items: deque[tuple[T, int]] = deque()
         self._bytes = 0
         self._busy = 0
+        self._overflow = overflow
+        self._handle_overflowed = handle_overflowed or handle
+        self._overflowed = 0  # items in the overflow
         self._closed = False
         self._cond = threading.Condition()
         self._threads = [
@@ -50,41 +65,55 @@ class Pipeline(Generic[T]):
         for thread in self._threads:
             thread.start()
 
-    def submit(self, item: T, nbytes: int, *, block: bool = True) -> bool:
-        """Queue an item, waiting while the queue is full unless ``block`` is False (then returns False).
+    def submit(self, item: T, nbytes: int) -> bool:
+        """Queue an item; while the queue is full, put it in the overflow, or without one wait for room.
 
-        Raises PipelineClosed once the pipeline is closed.
+        Returns True when the item went to the overflow. Raises PipelineClosed once the pipeline is closed.
         """
         with self._cond:
+            if self._overflow is not None and not self._closed and (self._overflowed or self._is_full(nbytes)):
+                self._overflow.append(item)
+                self._overflowed += 1
+                self._cond.notify()
+                return True
             while not self._closed and self._is_full(nbytes):
-                if not block:
-                    return False
                 self._cond.wait()
             if self._closed:
                 raise PipelineClosed("pipeline is closed")
             self._items.append((item, nbytes))
             self._bytes += nbytes
             self._cond.notify_all()
-            return True
+            return False
 
     def _is_full(self, nbytes: int) -> bool:
         return bool(self._items) and (len(self._items) >= self._max_events or self._bytes + nbytes > self._max_bytes)
 
     @property
     def depth(self) -> tuple[int, int]:
-        """Queued events and bytes, not counting those being written."""
+        """Queued events and bytes, not counting those being written or in the overflow."""
         with self._cond:
             return len(self._items), self._bytes
 
+    @property
+    def overflowed(self) -> int:
+        """Items waiting in the overflow."""
+        with self._cond:
+            return self._overflowed
+
+    def oldest(self) -> T | None:
+        """The item that has waited longest (not being written), or None when the queue is empty."""
+        with self._cond:
+            return self._items[0][0] if self._items else None
+
     def is_drained(self) -> bool:
         with self._cond:
-            return not self._items and self._busy == 0
+            return not self._items and not self._overflowed and self._busy == 0
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every submitted item has been handled; False if ``timeout`` passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._items or self._busy:
+            while self._items or self._overflowed or self._busy:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -92,7 +121,10 @@ class Pipeline(Generic[T]):
             return True
 
     def close(self, timeout: float | None = None) -> list[T]:
-        """Refuse new items, finish queued ones within ``timeout``, stop the writers; returns items left over."""
+        """Refuse new items, finish queued ones within ``timeout``, stop the writers; returns items left over.
+
+        Items still in the overflow stay there for its owner to take.
+        """
         self.drain(timeout)
         with self._cond:
             self._closed = True
@@ -107,16 +139,24 @@ class Pipeline(Generic[T]):
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._items and not self._closed:
+                while not self._items and not self._overflowed and not self._closed:
                     self._cond.wait()
-                if not self._items:
+                from_overflow = not self._items
+                if self._items:
+                    item, nbytes = self._items.popleft()
+                    self._bytes -= nbytes
+                elif self._overflowed and not self._closed:
+                    self._overflowed -= 1  # the item is read below, outside the lock, not to hold up submit
+                else:
                     return
-                item, nbytes = self._items.popleft()
-                self._bytes -= nbytes
                 self._busy += 1
                 self._cond.notify_all()
             try:
-                self._handle(item)
+                if from_overflow:
+                    item = self._overflow.pop()
+                    self._handle_overflowed(item)
+                else:
+                    self._handle(item)
             except Exception:  # a writer thread must survive anything a handler lets through
                 log.exception("unhandled error while archiving an event")
             finally:

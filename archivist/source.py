@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -70,6 +71,19 @@ class SessionPool:
 
 
 sessions = SessionPool()
+
+
+def hero_session(obj: object, realm: str, zenoh_config: ZenohConfig) -> zenoh.Session | None:
+    """Under BOSS (heros' LocalHERO mixed into ``obj``), the HERO's own session, so the process opens one
+    session, not two that would both try to listen on the endpoints of ``$HEROS_ZENOH_CONFIG``. heros closes
+    it when the HERO is destroyed. None otherwise, or when the object has a ``zenoh_config`` of its own.
+    """
+    heros = sys.modules.get("heros")
+    if zenoh_config is not None or heros is None or not isinstance(obj, heros.HEROPeer):
+        return None
+    from heros.zenoh import session_manager
+
+    return session_manager.request_session(obj, realm)
 
 
 def event_key_expr(realm: str, object_selector: str, event_name: str) -> str:

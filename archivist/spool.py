@@ -1,7 +1,8 @@
 """The spool: events that could not be archived, kept durably on local disk until they are replayed.
 
 Each entry is one CBOR file ``<time>-<id>.cbor`` holding a map (format documented in docs/reliability.md).
-It is written to a temporary name, fsynced, renamed and its folder fsynced, so an entry is complete or absent.
+It is written as an unnamed file (or, where the filesystem has none, a temporary name), fsynced, linked (renamed)
+into the folder and the folder fsynced, so an entry is complete or absent, even after ``kill -9``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import cbor2
 
 from .errors import ArchivistError
+from .localfile import TmpfileUnsupported, publish_file
 
 SPOOL_FORMAT = 1
 ENTRY_SUFFIX = ".cbor"
@@ -66,12 +68,12 @@ class Spool:
         """Store an entry durably and return its path."""
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{entry.spooled_at:017.6f}-{uuid.uuid4().hex}{ENTRY_SUFFIX}"
-        self._write(path, entry)
+        self._write(path, entry, replace=False)
         return path
 
     def update(self, path: Path, entry: SpoolEntry) -> None:
         """Replace an entry in place, as atomically as it was written (replay records the latest error)."""
-        self._write(path, entry)
+        self._write(path, entry, replace=True)
 
     def remove(self, path: Path) -> None:
         """Remove an entry once its event is stored; a second remove of the same entry is harmless."""
@@ -92,10 +94,16 @@ class Spool:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _write(self, path: Path, entry: SpoolEntry) -> None:
+    def _write(self, path: Path, entry: SpoolEntry, *, replace: bool) -> None:
+        data = cbor2.dumps(asdict(entry))
+        try:
+            publish_file(str(path), [data], replace=replace, fsync=True)
+            return
+        except TmpfileUnsupported:
+            pass
         temporary = path.with_name(f".{path.name}.partial")
         with open(temporary, "wb") as file:
-            cbor2.dump(asdict(entry), file)
+            file.write(data)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)

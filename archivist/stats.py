@@ -11,6 +11,7 @@ class Stats:
 
     FIELDS = (
         "received",
+        "overflowed",
         "written",
         "files_written",
         "bytes_written",

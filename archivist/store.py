@@ -15,6 +15,7 @@ import tenacity
 
 from .encode import Chunks
 from .errors import ArchivistError, ConfigError, DestinationExistsError
+from .localfile import TmpfileUnsupported, publish_file
 from .route import redact_url
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ ON_EXISTS_CHOICES: tuple[OnExists, ...] = ("suffix", "overwrite", "error")
 
 # Backends where a single put is already atomic (the object appears whole or not at all) and rename is a copy.
 _ATOMIC_PUT_PROTOCOLS = frozenset({"memory", "s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "oci", "oss"})
+_LOCAL_PROTOCOLS = frozenset({"file", "local"})
 _KNOWN_DIRS_LIMIT = 10_000
 _LEFTOVERS_LIMIT = 10_000
 
@@ -125,9 +127,14 @@ class Store:
                 attempt.in_doubt = True
                 fs.pipe_file(attempt.final, b"".join(chunks))
             else:
-                replace = self._on_exists == "overwrite" or attempt.count > 1
-                self._write_and_rename(fs, attempt.final, chunks, replace, attempt)
+                # Replace only what this write may itself have published in an attempt whose outcome is unknown.
+                replace = self._on_exists == "overwrite" or attempt.in_doubt
+                self._publish(fs, attempt.final, chunks, replace, attempt)
         except ArchivistError:
+            raise
+        except FileExistsError:  # another process took the name after it was checked: claim another
+            self._release(attempt.final)
+            attempt.final = None
             raise
         except Exception as exc:
             if _is_missing(exc):
@@ -148,10 +155,22 @@ class Store:
             return url
         return posixpath.join(posixpath.dirname(url), posixpath.basename(attempt.final))
 
+    def _publish(
+        self, fs: fsspec.AbstractFileSystem, final: str, chunks: Chunks, replace: bool, attempt: _Attempt
+    ) -> None:
+        """Readers never see a partial file, and on local disk not even a crash leaves one behind."""
+        if _protocol(fs) in _LOCAL_PROTOCOLS:
+            try:
+                publish_file(final, chunks, replace=replace)
+                return
+            except TmpfileUnsupported:
+                pass
+        self._write_and_rename(fs, final, chunks, replace, attempt)
+
     def _write_and_rename(
         self, fs: fsspec.AbstractFileSystem, final: str, chunks: Chunks, replace: bool, attempt: _Attempt
     ) -> None:
-        """Readers never see a partial file: the data goes to a hidden temporary name first."""
+        """The data goes to a hidden temporary name first, renamed once complete."""
         parent, name = posixpath.split(final)
         temporary = posixpath.join(parent, f".{name}.{uuid.uuid4().hex[:12]}.partial")
         try:

@@ -15,7 +15,7 @@ import zenoh
 from archivist import Archiver
 from tests import support
 
-pytest_plugins = ["tests.fixtures.heros_peer", "tests.fixtures.smb"]
+pytest_plugins = ["tests.fixtures.heros_peer", "tests.fixtures.prometheus", "tests.fixtures.smb"]
 
 
 @pytest.fixture

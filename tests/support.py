@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+# The demo's loopback helpers, shared so the tests and the demo stay on 127.0.0.1 the same way.
+from archivist.demo import free_port as free_port
+from archivist.demo import loopback_zenoh_config as loopback_zenoh_config
+
 REQUIRE_INTEGRATION = os.environ.get("ARCHIVIST_REQUIRE_INTEGRATION", "") == "1"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def require_binary(name: str, *candidates: str) -> str:
@@ -33,16 +29,6 @@ def require_binary(name: str, *candidates: str) -> str:
     if REQUIRE_INTEGRATION:
         pytest.fail(f"{reason}; ARCHIVIST_REQUIRE_INTEGRATION=1 forbids skipping")
     pytest.skip(reason)
-
-
-def loopback_zenoh_config(*, listen_port: int | None = None, connect_port: int | None = None) -> dict[str, Any]:
-    """A zenoh config that never leaves 127.0.0.1: multicast scouting off, TCP on loopback only."""
-    return {
-        "mode": "peer",
-        "scouting": {"multicast": {"enabled": False}, "gossip": {"enabled": True}},
-        "listen": {"endpoints": [f"tcp/127.0.0.1:{listen_port}"] if listen_port else []},
-        "connect": {"endpoints": [f"tcp/127.0.0.1:{connect_port}"] if connect_port else []},
-    }
 
 
 def wait_until(predicate: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.05, what: str = "") -> Any:

@@ -65,3 +65,86 @@ def test_missing_config_file(tmp_path: Path) -> None:
         [sys.executable, "-m", "archivist", "run", str(tmp_path / "nope.json")], capture_output=True, text=True
     )
     assert result.returncode == 2 and "nope.json: cannot read: No such file or directory" in result.stderr
+
+
+def _check(tmp_path: Path, document: object, *args: str) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(document))
+    return subprocess.run(
+        [sys.executable, "-m", "archivist", "check", str(config), *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def _with(**arguments: object) -> dict[str, object]:
+    return GOOD | {"arguments": GOOD["arguments"] | arguments}
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (GOOD | {"classname": "archivist.NoSuchArchiver"}, "cam-capturer: unknown classname 'archivist.NoSuch"),
+        (_with(colour="red"), "cam-capturer: .*unexpected keyword .*'colour'"),
+        (GOOD | {"arguments": {"event_name": "e", "save_template": "x"}}, "cam-capturer: .*'object_selector'"),
+        (_with(save_template="{{ frame"), "cam-capturer: save_template: invalid Jinja template"),
+        (_with(save_template="nosuchfs://bucket/{{ frame }}.npy"), "cam-capturer: save_template: unknown filesystem"),
+        (_with(root="nosuchfs://bucket"), "cam-capturer: root: unknown filesystem protocol 'nosuchfs'"),
+        (_with(root="/data", save_template="/elsewhere/{{ frame }}.npy"), "cam-capturer: save_template: .*outside"),
+        (
+            {"_id": "lab-state", "classname": "herostools.actor.HERODatasourceStateMachine", "arguments": {"port": 1}},
+            "lab-state: .*unexpected keyword argument 'port'",
+        ),
+    ],
+    ids=[
+        "unknown-class",
+        "unknown-arg",
+        "missing-arg",
+        "template-syntax",
+        "protocol",
+        "root-protocol",
+        "root",
+        "state-machine-arg",
+    ],
+)
+def test_check_reports_each_error_with_file_id_and_argument(tmp_path: Path, document, message: str) -> None:
+    result = _check(tmp_path, [GOOD | {"_id": "fine"}, document], "--metadata", '{"frame": 7}')
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("archivist: error: ")]
+    assert len(errors) == 1 and str(tmp_path / "config.json") in errors[0], result.stderr
+    assert re.search(message, errors[0]), errors[0]
+    assert result.stdout.splitlines()[-1] == "checked 2 object(s): 1 error(s)"
+
+
+def test_check_prints_destinations_and_warnings_of_a_valid_config(tmp_path: Path) -> None:
+    seed = {
+        "_id": "my-camera-capturer",
+        "classname": "herostools.actor.ArrayArchiver",
+        "arguments": {
+            "object_selector": "my-camera",
+            "event_name": "acquisition_data",
+            "default_metadata": {"file_path": "/mnt/mystorage/images"},
+            "save_template": "{{ file_path }}/testimg-{{ '%04d' % ( frame / 2 ) |round(0, 'floor') }}"
+            "-{{ frame % 2 }}.npy",
+        },
+    }
+    rooted = _with(root="s3://lab-data/images", save_template="{{ source_name }}/{{ frame }}.npy") | {"_id": "s3"}
+    unusual = _with(save_template="gcs://lab-data/{{ frame }}.npy") | {"_id": "gcs"}
+    result = _check(tmp_path, [seed, rooted, unusual], "--metadata", '{"frame": 5}')
+    assert result.returncode == 0, result.stderr
+    source = tmp_path / "config.json"
+    assert result.stdout.splitlines() == [
+        f"{source}: my-camera-capturer: /mnt/mystorage/images/testimg-0002-1.npy",
+        f"{source}: s3: s3://lab-data/images/cam/5.npy",
+        f"{source}: gcs: gcs://lab-data/5.npy",
+        "checked 3 object(s): 0 error(s)",
+    ]
+    warnings = result.stderr.splitlines()
+    assert len(warnings) == 2, result.stderr
+    assert warnings[0].startswith(f"archivist: warning: {source}: my-camera-capturer: save_template: ")
+    assert "lets event metadata choose the destination's root; set root" in warnings[0]
+    assert warnings[1].startswith(f"archivist: warning: {source}: gcs: save_template: protocol 'gcs' needs a package")
+
+
+def test_check_without_metadata_only_warns_that_it_cannot_preview(tmp_path: Path) -> None:
+    result = _check(tmp_path, GOOD)
+    assert result.returncode == 0, result.stderr
+    assert "cam-capturer: save_template: no preview: template '{{ frame }}.npy': 'frame' is undefined" in result.stderr

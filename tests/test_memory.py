@@ -1,8 +1,9 @@
-"""A burst of large frames into a slow store: nothing is lost, whether the queue waits or overflows to the spool.
+"""A burst of large frames into a slow store: nothing is lost, and what does not fit the queue waits on disk.
 
-The test prints the process's peak RSS growth. It does not assert the queue bound: the backlog beyond
-archivist's queue waits in zenoh-python's own (unbounded) callback buffer, since blocking zenoh's network
-thread instead loses reliable samples (docs/reliability.md).
+The backlog beyond the queue bound goes to the disk buffer, in order; with ``when_full="spool"`` the writers
+move it to the spool. The test prints the process's peak RSS growth but does not assert it: what zenoh has
+received and the receive thread has not yet handed over waits in zenoh-python's own buffer, and how much that
+is depends on how much CPU the receive thread gets (docs/reliability.md has the measurements).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ MiB = 2**20
 
 @pytest.mark.parametrize("when_full", ["block", "spool"])
 def test_burst_into_a_slow_store_loses_nothing(heros_emitter, zenoh_config, zenoh_port, tmp_path, when_full):
-    count, shape, queue_bytes = 120, [512, 1024], 16 * MiB  # 1 MiB frames: 120 MiB in a burst
+    count, shape, queue_bytes = 240, [512, 1024], 16 * MiB  # 1 MiB frames: 120 MiB in a burst
     dest, spool_dir = tmp_path / "dest", tmp_path / "spool"
     arguments = {
         "save_template": f"slow://{dest}/{{{{ frame }}}}.npy",
@@ -61,8 +62,11 @@ def test_burst_into_a_slow_store_loses_nothing(heros_emitter, zenoh_config, zeno
     grown = report["peak_rss"] - baseline
     print(
         f"when_full={when_full}: {count} MiB burst, queue bound {queue_bytes / MiB:.0f} MiB, peak RSS grew "
-        f"{grown / MiB:.1f} MiB; {stats['written']} written, {stats['spooled']} spooled"
+        f"{grown / MiB:.1f} MiB; {stats['written']} written, {stats['overflowed']} waited on disk, "
+        f"{stats['spooled']} spooled"
     )
+    assert stats["overflowed"] > 0, "the burst fitted the queue: the disk buffer was not exercised"
+    assert stats["buffered"] == 0 and not list(spool_dir.glob(".buffer/*")), "the disk buffer was not emptied"
     frames = sorted(int(p.name.split(".")[0]) for p in dest.iterdir())
     spooled = sorted(decode_payload(entry.payload)[1]["frame"] for _, entry in Spool(spool_dir).entries())
     assert sorted(frames + spooled) == list(range(count))

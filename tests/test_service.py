@@ -127,6 +127,7 @@ def test_sigterm_during_a_stream_keeps_every_event(service, heros_emitter, zenoh
         event_name="acquisition_data",
         save_template=str(dest) + "/{{ frame }}.npy",
         workers=1,
+        queue_max_events=10,  # the rest of the burst waits in the disk buffer
         shutdown_timeout=0.2,
     )
     running = service(config, "--log-level", "debug")
@@ -139,6 +140,7 @@ def test_sigterm_during_a_stream_keeps_every_event(service, heros_emitter, zenoh
     stored = _frames_at(dest)
     spooled = _spooled_frames(spool_dir)
     assert sorted([*stored, *spooled]) == list(range(count))  # each event exactly once, here or there
+    assert not (spool_dir / ".buffer").exists(), "the disk buffer was left behind"
     for frame, path in stored.items():
         np.testing.assert_array_equal(np.load(path), burst_frame(frame, shape, "uint16"))
     print(f"{len(stored)} written, {len(spooled)} spooled at shutdown")

@@ -12,6 +12,7 @@ import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
 from archivist import DestinationExistsError, Store, WriteError
+from archivist.localfile import publish_file
 from archivist.retry import is_transient, retry_policy
 
 
@@ -232,3 +233,27 @@ def test_a_vanished_folder_is_created_again_even_when_reported_as_a_plain_oserro
     fsspec.filesystem("outage").rm(f"{folder}/run", recursive=True)
     store.write(f"{folder}/run/b.npy", [b"b"])
     assert _names(f"{folder}/run") == ["b.npy"]
+
+
+def test_local_writes_without_o_tmpfile_fall_back_to_a_rename(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr("archivist.localfile._O_TMPFILE", 0)
+    Store().write(str(tmp_path / "f.npy"), [b"data"])
+    assert Store().write(str(tmp_path / "f.npy"), [b"more"]).url.endswith("f.1.npy")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {"f.npy": b"data", "f.1.npy": b"more"}
+
+
+def test_a_local_name_another_process_takes_after_the_check_is_not_overwritten(tmp_path, monkeypatch) -> None:
+    """The free-name check and the write are two steps; linking the finished file refuses a taken name."""
+    import archivist.store
+
+    target = tmp_path / "frame.npy"
+
+    def publish_after_a_rival(path, chunks, *, replace, fsync=False):
+        if not target.exists():
+            target.write_bytes(b"rival")  # another process, between our check and our write
+        publish_file(path, chunks, replace=replace, fsync=fsync)
+
+    monkeypatch.setattr(archivist.store, "publish_file", publish_after_a_rival)
+    written = Store(retrying=_retrying([])).write(str(target), [b"ours"])
+    assert written.url.endswith("frame.1.npy")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {"frame.npy": b"rival", "frame.1.npy": b"ours"}

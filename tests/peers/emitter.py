@@ -168,12 +168,32 @@ def main(argv: list[str] | None = None) -> int:
             handler((burst_frame(i, shape, dtype), {**metadata, "frame": i}))
         return {"ok": True, "sent": count, "seconds": time.monotonic() - start}
 
+    datasources: dict[str, Any] = {}
+
+    def datasource(cmd: dict[str, Any]) -> dict[str, Any]:
+        """Publish `data` through a real LocalDatasourceHERO `name` (created on first use with `observables`)."""
+        from heros import LocalDatasourceHERO
+
+        source = datasources.get(cmd["name"])
+        if source is None:
+            source = LocalDatasourceHERO(cmd["name"], realm=args.realm, observables=cmd.get("observables"))
+            datasources[cmd["name"]] = source
+        publisher = source.observable_data.publisher
+        deadline = time.monotonic() + float(cmd.get("timeout", 20))
+        while not publisher.matching_status.matching:
+            if time.monotonic() > deadline:
+                return {"ok": False, "error": f"no subscriber matched {publisher.key_expr}"}
+            time.sleep(0.01)
+        published = source.observable_data(decode_specs(cmd["data"]))
+        return {"ok": True, "published": [dict(record) for record in published]}
+
     handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "ping": lambda cmd: {"ok": True},
         "declare": lambda cmd: {"ok": True, "event": hero._declare_event(cmd["event"]).__name__},
         "wait_subscribers": wait_subscribers,
         "emit": emit,
         "burst": burst,
+        "datasource": datasource,
     }
 
     try:
@@ -192,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # every failure must become a reply, not a hang
                 reply({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
     finally:
+        for source in datasources.values():
+            source._destroy_hero()
         hero._destroy_hero()  # undeclares and, as the last referrer, closes the realm's zenoh session
     reply({"ok": True, "bye": True})
     return 0

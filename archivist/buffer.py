@@ -1,0 +1,176 @@
+"""A first-in first-out buffer of received events on local disk, for when the memory queue is full.
+
+zenoh cannot be held back safely (blocking its receive thread loses reliable samples, see
+docs/reliability.md), so a burst the storage cannot keep up with must wait somewhere. Here it waits in
+append-only segment files instead of RAM: the process's memory stays within the queue bound, and the
+events are still delivered in order, automatically. Records are ``header | key | payload``, written without
+copying the payload. Each buffer is a folder of its own, locked while its process lives, so the folder of a
+process that was killed can be told apart and its events recovered (``recover_buffers``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import struct
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from .event import Received
+
+_HEADER = struct.Struct("<QId")  # payload length, key length, received_at
+_SEGMENT_BYTES = 64 * 2**20
+_SUFFIX = ".seg"
+_LOCK = ".lock"
+
+
+class DiskBuffer:
+    """Events in arrival order, appended by the zenoh callback and popped by the writers.
+
+    The folder is created on the first append, so an archiver that never falls behind leaves no trace.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], segment_bytes: int = _SEGMENT_BYTES) -> None:
+        self.directory = Path(directory)
+        self._segment_bytes = segment_bytes
+        self._lock = threading.Lock()
+        self._lock_file: IO[str] | None = None
+        self._write_fd: int | None = None
+        self._count = 0
+        self._read_segment = self._read_offset = self._write_segment = self._write_size = 0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._count
+
+    def append(self, received: Received) -> None:
+        key = received.key_expr.encode()
+        header = _HEADER.pack(len(received.raw), len(key), received.received_at)
+        with self._lock:
+            if self._write_fd is None:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                self._lock_file = _locked(self.directory)
+                self._write_fd = self._open_segment(0)
+            elif self._write_size >= self._segment_bytes:
+                os.close(self._write_fd)
+                self._write_segment += 1
+                self._write_fd, self._write_size = self._open_segment(self._write_segment), 0
+            _write_all(self._write_fd, [header, key, received.raw])
+            self._write_size += len(header) + len(key) + len(received.raw)
+            self._count += 1
+
+    def pop(self) -> Received | None:
+        """The oldest event, or None when the buffer is empty."""
+        with self._lock:
+            if self._count == 0:
+                return None
+            while self._read_offset >= self._segment_size(self._read_segment):
+                self._path(self._read_segment).unlink()  # read to its end, and the writer has moved on
+                self._read_segment, self._read_offset = self._read_segment + 1, 0
+            with open(self._path(self._read_segment), "rb", buffering=0) as file:
+                file.seek(self._read_offset)
+                length, key_length, received_at = _HEADER.unpack(file.read(_HEADER.size))
+                key, raw = file.read(key_length).decode(), file.read(length)
+            self._read_offset += _HEADER.size + key_length + length
+            self._count -= 1
+            if self._count == 0:  # start the files again, so they never grow without end
+                os.close(self._write_fd)
+                for segment in range(self._read_segment, self._write_segment + 1):
+                    self._path(segment).unlink()
+                self._read_segment = self._read_offset = self._write_segment = self._write_size = 0
+                self._write_fd = self._open_segment(0)
+            return Received(key, raw, received_at)
+
+    def oldest_received_at(self) -> float | None:
+        """When the oldest event in the buffer was received, or None when it is empty."""
+        with self._lock:
+            if self._count == 0:
+                return None
+            segment, offset = self._read_segment, self._read_offset
+            if offset >= self._segment_size(segment):
+                segment, offset = segment + 1, 0
+            with open(self._path(segment), "rb", buffering=0) as file:
+                return _HEADER.unpack(os.pread(file.fileno(), _HEADER.size, offset))[2]
+
+    def close(self) -> None:
+        """Release the folder: removed when empty, else left for ``recover_buffers``."""
+        with self._lock:
+            if self._write_fd is None:
+                return
+            os.close(self._write_fd)
+            self._write_fd = None
+            if self._count == 0:
+                _remove(self.directory)
+            if self._lock_file is not None:
+                self._lock_file.close()
+
+    def _segment_size(self, segment: int) -> int:
+        return self._write_size if segment == self._write_segment else self._path(segment).stat().st_size
+
+    def _open_segment(self, segment: int) -> int:
+        return os.open(self._path(segment), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def _path(self, segment: int) -> Path:
+        return self.directory / f"{segment:08d}{_SUFFIX}"
+
+
+def recover_buffers(parent: str | os.PathLike[str], prefix: str) -> Iterator[Received]:
+    """The events in buffer folders ``parent/prefix-*`` whose process is gone (their lock is free).
+
+    Each folder is removed once read. Its events may have been popped and written before the process died,
+    so they belong in the spool, whose replay recognises a file that is already stored.
+    """
+    for folder in sorted(Path(parent).glob(f"{prefix}-*")):
+        try:
+            lock = _locked(folder)
+        except BlockingIOError:
+            continue  # a live archiver's buffer
+        with lock:
+            for path in sorted(folder.glob(f"*{_SUFFIX}")):
+                yield from _records(path)
+                path.unlink()
+            _remove(folder)
+
+
+def _locked(folder: Path) -> IO[str]:
+    lock = open(folder / _LOCK, "a")  # noqa: SIM115 (held for the buffer's lifetime)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise
+    return lock
+
+
+def _remove(folder: Path) -> None:
+    """Remove a buffer folder and, if that was the last, the folder of buffers."""
+    for path in folder.iterdir():
+        path.unlink()
+    folder.rmdir()
+    with contextlib.suppress(OSError):
+        folder.parent.rmdir()
+
+
+def _records(path: Path) -> Iterator[Received]:
+    """The complete records of a segment; a record cut short by a crash was never fully received."""
+    with open(path, "rb") as file:
+        while len(header := file.read(_HEADER.size)) == _HEADER.size:
+            length, key_length, received_at = _HEADER.unpack(header)
+            key, raw = file.read(key_length), file.read(length)
+            if len(raw) < length:
+                return
+            yield Received(key.decode(), raw, received_at)
+
+
+def _write_all(fd: int, parts: list[bytes]) -> None:
+    views = [memoryview(part) for part in parts]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views:
+            views[0] = views[0][written:]

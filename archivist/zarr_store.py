@@ -1,0 +1,393 @@
+"""Zarr v3 storage: an event's array as a zarr array, or appended as one frame, in a store at any fsspec URL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+import tenacity
+import zarr
+import zarr.storage
+from fsspec.core import split_protocol
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+
+from .errors import ArchivistError, ConfigError, DestinationExistsError, PayloadError
+from .route import redact_url
+from .store import ON_EXISTS_CHOICES, OnExists, WriteError, Written, _suffixed
+
+log = logging.getLogger(__name__)
+
+METADATA_SUFFIX = "_metadata"
+METADATA_GROWTH = 1024  # records the metadata array grows by at once, so most appends save one shape, not two
+_LOCAL_PROTOCOLS = (None, "file", "local")
+_OPEN_ARRAYS_LIMIT = 256
+T = TypeVar("T")
+
+
+def check_compressors(compressors: Any) -> None:
+    """Refuse a compressors setting zarr cannot use now, rather than at the first event."""
+    try:
+        zarr.create_array(zarr.storage.MemoryStore(), shape=(1,), dtype="u1", compressors=compressors)
+    except Exception as exc:
+        raise ConfigError(f"compressors: zarr cannot use {compressors!r}: {exc}") from exc
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What a write has settled on its first attempt, so a retry writes the same place again."""
+
+    path: str | None = None
+    index: int | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Frame:
+    """One frame waiting to be appended, and, once its batch is written, what became of it."""
+
+    frame: np.ndarray
+    record: str
+    resume: bool
+    done: bool = False
+    result: Written | None = None
+    error: Exception | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Target:
+    """One array's lock (one write at a time) and the frames waiting for it, in order."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    waiting: deque[_Frame] = field(default_factory=deque)
+    users: int = 0
+
+
+class ZarrStore:
+    """Writes numpy arrays into zarr v3 stores; the zarr counterpart of :class:`archivist.store.Store`.
+
+    Callers serialize calls for one array (ZarrArchiver does, in arrival order); calls for different
+    arrays may run in parallel. Transient errors are retried with ``retrying``; the final failure is a
+    WriteError, like a file write's.
+    """
+
+    def __init__(
+        self,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        on_exists: OnExists = "suffix",
+        retrying: tenacity.Retrying | None = None,
+        frames_per_chunk: int = 1,
+        compressors: Any = "auto",
+    ) -> None:
+        if on_exists not in ON_EXISTS_CHOICES:
+            raise ConfigError(f"on_exists must be one of {', '.join(ON_EXISTS_CHOICES)}, got {on_exists!r}")
+        self._options = dict(storage_options or {})
+        self._on_exists = on_exists
+        self._retrying = retrying or tenacity.Retrying(stop=tenacity.stop_after_attempt(1), reraise=True)
+        self._frames_per_chunk = frames_per_chunk
+        self._compressors = compressors
+        # Open append targets (data and metadata arrays) by (store URL, path); their cached shape is the truth
+        # while this process is the only writer, and they are opened again after any failure.
+        self._open: OrderedDict[tuple[str, str], tuple[zarr.Array, zarr.Array]] = OrderedDict()
+        self._open_lock = threading.Lock()
+        self._targets: dict[tuple[str, str], _Target] = {}  # only arrays being written now
+        self._targets_lock = threading.Lock()
+
+    # -- default mode: one array per event ----------------------------------------------------------------------
+
+    def write(
+        self, store_url: str, path: str, array: np.ndarray, attributes: dict[str, Any], *, resume: bool = False
+    ) -> Written:
+        """Write ``array`` with ``attributes`` as the array ``path`` in the store at ``store_url``.
+
+        The chunks are stored first and the array's ``zarr.json`` last, so the array appears only once all
+        its data is there. ``on_exists`` applies to ``path`` as to a file name; with ``resume``, an existing
+        array holding exactly this data and these attributes counts as this write.
+        """
+        plan = _Plan()
+        where = _where(store_url, path)
+        with self._target(store_url, path) as target, target.lock:  # one writer claims a name at a time
+            return self._retry(f"writing {where}", self._write_once, store_url, path, array, attributes, plan, resume)
+
+    def _write_once(
+        self,
+        store_url: str,
+        path: str,
+        array: np.ndarray,
+        attributes: dict[str, Any],
+        plan: _Plan,
+        resume: bool,
+    ) -> Written:
+        store = self._open_store(store_url)
+        if plan.path is not None and _exists(store, plan.path):  # a retry, and the name is taken now
+            if _holds(store, plan.path, array, attributes):  # by an earlier attempt whose reply was lost
+                return Written(_where(store_url, plan.path), array.nbytes, plan.path != path)
+            plan.path = None  # by another writer: claim a name again
+        if plan.path is None:
+            plan.path, stored = self._claim(store, store_url, path, array, attributes, resume)
+            if stored:
+                log.info("%s already holds this array; not stored again", _where(store_url, plan.path))
+                return Written(_where(store_url, plan.path), array.nbytes, plan.path != path)
+        spec = _array_spec(array.shape, array.dtype, "auto", self._compressors, attributes)
+        draft = zarr.create_array(zarr.storage.MemoryStore(), **spec)
+        zarr.Array(_view(draft, zarr.storage.StorePath(store, plan.path), array.shape))[...] = array
+        zarr.create_array(store, name=plan.path, **spec)  # writes zarr.json: the array appears, whole
+        if plan.path != path:
+            log.warning("%s exists; wrote %s instead", _where(store_url, path), plan.path)
+        return Written(_where(store_url, plan.path), array.nbytes, plan.path != path)
+
+    def _claim(
+        self, store: Any, store_url: str, path: str, array: np.ndarray, attributes: dict[str, Any], resume: bool
+    ) -> tuple[str, bool]:
+        """The array path to write, and whether it already holds this array (a resumed write)."""
+        for n in range(1_000_000):
+            candidate = path if n == 0 else _suffixed(path, n)
+            if not _exists(store, candidate):
+                return candidate, False
+            if resume and _holds(store, candidate, array, attributes):
+                return candidate, True
+            if self._on_exists == "overwrite":
+                sync(store.delete_dir(candidate))
+                return candidate, False
+            if self._on_exists == "error":
+                raise DestinationExistsError(f"{_where(store_url, candidate)} exists and on_exists='error'")
+        raise DestinationExistsError(f"no free array name left for {_where(store_url, path)}")
+
+    # -- append mode: one frame per event ---------------------------------------------------------------------
+
+    def append(
+        self,
+        store_url: str,
+        path: str,
+        frame: np.ndarray,
+        record: str,
+        *,
+        resume: bool = False,
+        place: AbstractContextManager[Any] | None = None,
+    ) -> Written:
+        """Append ``frame`` along axis 0 of the array ``path``, and ``record`` (a JSON text) to its metadata.
+
+        The arrays are created on the first frame: ``path`` with shape ``(0, *frame.shape)``, and
+        ``path + "_metadata"`` holding one string per frame; both are chunked ``frames_per_chunk`` frames at
+        a time. A frame of another dtype or shape is a PayloadError and changes nothing.
+
+        The frame takes its place in the array's line inside ``place`` (ZarrArchiver's arrival order), so
+        frames are appended in the order their callers entered ``place``. Whichever caller gets the array's
+        lock appends every frame waiting in line, as one batch with one commit, and the others find their
+        frame written: under a backlog each append costs a fraction of a lone one. The index is chosen once
+        per batch, so a retry after a lost reply never appends twice; with ``resume``, a lone frame equal to
+        the array's last one, with the same record, counts as already appended.
+        """
+        waiting = _Frame(frame, record, resume)
+        with self._target(store_url, path) as target:
+            with place or contextlib.nullcontext():
+                target.waiting.append(waiting)
+            with target.lock:
+                if not waiting.done:
+                    self._append_waiting(store_url, path, target)
+        if waiting.error is not None:
+            raise waiting.error
+        assert waiting.result is not None
+        return waiting.result
+
+    def _append_waiting(self, store_url: str, path: str, target: _Target) -> None:
+        """Append every frame waiting for the array as one batch; each frame gets its result or error."""
+        batch = list(target.waiting)
+        target.waiting.clear()
+        try:
+            self._retry(f"appending to {_where(store_url, path)}", self._append_once, store_url, path, batch, _Plan())
+        except Exception as exc:
+            for waiting in batch:
+                if waiting.result is None:
+                    waiting.error = waiting.error or exc
+        finally:
+            for waiting in batch:
+                waiting.done = True
+
+    def _append_once(self, store_url: str, path: str, batch: list[_Frame], plan: _Plan) -> None:
+        try:
+            data, metadata = self._open_for_append(store_url, path, batch[0].frame)
+            fits = []
+            for waiting in batch:
+                shape, dtype = waiting.frame.shape, waiting.frame.dtype
+                if dtype == data.dtype and shape == data.shape[1:]:
+                    fits.append(waiting)
+                    continue
+                waiting.error = PayloadError(
+                    f"frame of shape {shape} and dtype {dtype} does not fit {_where(store_url, path)}, "
+                    f"which holds frames of shape {data.shape[1:]} and dtype {data.dtype}"
+                )
+            if not fits:
+                return
+            index = data.shape[0] if plan.index is None else plan.index
+            first = fits[0]
+            resumed = plan.index is None and len(fits) == 1 and first.resume and index > 0
+            if resumed and _holds_frame(data, metadata, index - 1, first.frame, first.record):
+                first.result = Written(f"{_where(store_url, path)}[{index - 1}]", first.frame.nbytes, False)
+                return
+            plan.index = index
+            if data.shape[0] == index:  # else an earlier attempt committed the batch; only its reply was lost
+                frames = np.stack([waiting.frame for waiting in fits])
+                records = np.array([waiting.record for waiting in fits], dtype=object)
+                sync(_append_frames(data, metadata, index, frames, records))
+        except Exception:
+            with self._open_lock:
+                self._open.pop((store_url, path), None)  # read the shapes from the store again on the next attempt
+            raise
+        for offset, waiting in enumerate(fits):
+            waiting.result = Written(f"{_where(store_url, path)}[{index + offset}]", waiting.frame.nbytes, False)
+
+    @contextlib.contextmanager
+    def _target(self, store_url: str, path: str) -> Iterator[_Target]:
+        """The array's lock and line, kept while someone uses them, so there is one per array being written."""
+        key = (store_url, path)
+        with self._targets_lock:
+            target = self._targets.setdefault(key, _Target())
+            target.users += 1
+        try:
+            yield target
+        finally:
+            with self._targets_lock:
+                target.users -= 1
+                if not target.users:
+                    del self._targets[key]
+
+    def _open_for_append(self, store_url: str, path: str, frame: np.ndarray) -> tuple[zarr.Array, zarr.Array]:
+        key = (store_url, path)
+        with self._open_lock:
+            if key in self._open:
+                self._open.move_to_end(key)
+                return self._open[key]
+        store = self._open_store(store_url)
+        metadata_path = path + METADATA_SUFFIX
+        if _exists(store, metadata_path):
+            metadata = _open_array(store, store_url, metadata_path)
+        else:
+            metadata = zarr.create_array(
+                store,
+                name=metadata_path,
+                **_array_spec((0,), str, (self._frames_per_chunk,), self._compressors, {}),
+            )
+        if _exists(store, path):
+            data = _open_array(store, store_url, path)
+        else:  # created after its metadata array, so an array that exists always has one
+            name = path.rpartition("/")[2] + METADATA_SUFFIX
+            attributes = {"archivist": {"append_dim": 0, "frame_metadata": name}}
+            chunks = (self._frames_per_chunk, *frame.shape)
+            spec = _array_spec((0, *frame.shape), frame.dtype, chunks, self._compressors, attributes)
+            data = zarr.create_array(store, name=path, **spec)
+        with self._open_lock:
+            self._open[key] = (data, metadata)
+            while len(self._open) > _OPEN_ARRAYS_LIMIT:
+                self._open.popitem(last=False)
+        return data, metadata
+
+    # -- shared ---------------------------------------------------------------------------------------------
+
+    def _open_store(self, url: str) -> Any:
+        """A zarr store at ``url``: LocalStore on local disk, FsspecStore (with storage_options) elsewhere."""
+        protocol, path = split_protocol(url)
+        if protocol in _LOCAL_PROTOCOLS:
+            return zarr.storage.LocalStore(path)
+        return zarr.storage.FsspecStore.from_url(url, storage_options=self._options)
+
+    def _retry(self, what: str, attempt: Callable[..., T], *args: Any) -> T:
+        retrying = self._retrying.copy()
+        try:
+            return retrying(attempt, *args)
+        except ArchivistError:
+            raise
+        except Exception as exc:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            raise WriteError(f"{what} failed after {attempts} attempt(s): {exc}", attempts) from exc
+
+
+async def _append_frames(
+    data: zarr.Array, metadata: zarr.Array, index: int, frames: np.ndarray, records: np.ndarray
+) -> None:
+    """Store ``frames`` and their ``records`` from ``index`` on, and only then grow the frames array to cover them.
+
+    zarr's own ``Array.append`` saves the larger shape first and writes the chunks after, so a crash or a
+    failed chunk write in between leaves the array claiming frames that were never stored. Here the chunks
+    are written through views of the grown arrays that are never saved; ``resize`` then saves the frames
+    array's new shape in a single write of its ``zarr.json`` (an atomic put on object stores, an atomic
+    rename on local disk), which is the commit. Until then readers see the old shape and ignore the extra
+    chunks, and the next attempt overwrites them.
+
+    The metadata array is grown ahead, ``METADATA_GROWTH`` records at a time and before the commit, so it
+    always holds a record for every frame; records past the frames array's length are empty (or left by an
+    interrupted append) and mean nothing: the frames array's length is the number of frames.
+    """
+    end = index + len(frames)
+    frames_shape = (end, *data.shape[1:])
+    records_shape = (max(metadata.shape[0], -(-end // METADATA_GROWTH) * METADATA_GROWTH),)
+    await asyncio.gather(
+        _view(metadata, metadata.store_path, records_shape).setitem(slice(index, end), records),
+        _view(data, data.store_path, frames_shape).setitem(slice(index, end), frames),
+    )
+    if records_shape != metadata.shape:
+        await metadata.async_array.resize(records_shape)
+    await data.async_array.resize(frames_shape)
+
+
+def _view(array: zarr.Array, store_path: Any, shape: tuple[int, ...]) -> zarr.AsyncArray:
+    """``array``'s layout with another shape at ``store_path``, without saving any metadata."""
+    return zarr.AsyncArray(array.metadata.update_shape(shape), store_path, array.config)
+
+
+def _array_spec(
+    shape: tuple[int, ...], dtype: Any, chunks: Any, compressors: Any, attributes: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "shape": shape,
+        "dtype": dtype,
+        "chunks": chunks,
+        "compressors": compressors,
+        "attributes": attributes,
+        "zarr_format": 3,
+    }
+
+
+def _exists(store: Any, path: str) -> bool:
+    """Whether a zarr node (array or group) is stored at ``path``.
+
+    Reads its ``zarr.json`` rather than asking ``exists``, which some fsspec backends answer with False
+    when the storage cannot be reached; an array that looked absent would then be created again, empty.
+    """
+    return sync(store.get(f"{path}/zarr.json", prototype=default_buffer_prototype())) is not None
+
+
+def _open_array(store: Any, store_url: str, path: str) -> zarr.Array:
+    try:
+        return zarr.open_array(store, path=path, mode="r+")
+    except zarr.errors.NodeTypeValidationError as exc:  # permanent: no retry makes a group an array
+        raise DestinationExistsError(f"{_where(store_url, path)} is a zarr group, not an array") from exc
+
+
+def _holds(store: Any, path: str, array: np.ndarray, attributes: dict[str, Any]) -> bool:
+    try:
+        existing = zarr.open_array(store, path=path, mode="r")
+    except (zarr.errors.NodeNotFoundError, zarr.errors.NodeTypeValidationError):
+        return False
+    return (
+        existing.shape == array.shape
+        and existing.dtype == array.dtype
+        and dict(existing.attrs) == attributes
+        and np.array_equal(existing[...], array)
+    )
+
+
+def _holds_frame(data: zarr.Array, metadata: zarr.Array, index: int, frame: np.ndarray, record: str) -> bool:
+    return metadata.shape[0] > index and metadata[index] == record and np.array_equal(data[index], frame)
+
+
+def _where(store_url: str, path: str) -> str:
+    return f"{redact_url(store_url)} :: {path}"

@@ -1,0 +1,173 @@
+"""Time one scrape of 1,000 datasources x 10 observables: archivist's state machine beside herostools', same cache.
+
+Run: ``.venv/bin/python bench/metrics_scrape.py [--sources 1000] [--observables 10] [--repeat 20]``
+
+archivist is timed twice: building the exposition (``generate_latest`` on the collector) and a whole scrape, an
+HTTP GET of the running endpoint on 127.0.0.1. herostools is timed in its own request handler
+(``_http_handle_metrics``, which builds the text and the aiohttp response) on a cache holding the very same
+records. herostools is not a dependency of archivist: its wheel is fetched with ``pip download --no-deps`` into
+``$TMPDIR/archivist-bench-herostools`` and only its ``statemachine`` module is loaded (it needs aiohttp and heros,
+both in the test environment); the object is made without ``__init__``, so no zenoh session and no server start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import generate_latest
+
+from archivist.datasource import DatasourceCache
+from archivist.metrics import DatasourceCollector, metrics_registry
+from archivist.metrics_server import MetricsServer
+
+HEROSTOOLS_DIR = Path(tempfile.gettempdir()) / "archivist-bench-herostools"  # outside the repository
+LABELS = {"lab": "B1", "site": "main"}
+
+
+def herostools_statemachine() -> Any:
+    """herostools' HERODatasourceStateMachine class, from its wheel, without importing herostools.actor."""
+    if not (HEROSTOOLS_DIR / "herostools" / "actor" / "statemachine.py").exists():
+        HEROSTOOLS_DIR.mkdir(exist_ok=True)
+        pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "herostools", "-d", str(HEROSTOOLS_DIR)]
+        subprocess.run(pip, check=True)
+        with zipfile.ZipFile(next(HEROSTOOLS_DIR.glob("herostools-*.whl"))) as wheel:
+            wheel.extractall(HEROSTOOLS_DIR)
+    sys.path.insert(0, str(HEROSTOOLS_DIR))
+    path = HEROSTOOLS_DIR / "herostools" / "actor" / "statemachine.py"
+    spec = importlib.util.spec_from_file_location("herostools_statemachine", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.HERODatasourceStateMachine
+
+
+def fill(cache: DatasourceCache, sources: int, observables: int) -> None:
+    now = time.time()
+    for s in range(sources):
+        records = [
+            {
+                "id": f"Channel {o}",
+                "time": now,
+                "value": None,
+                "unit": "None",
+                "raw_value": s + o / 10,
+                "raw_unit": "µA" if o % 2 else "degC",
+                "inbound": 0,
+                "calibrated": False,
+            }
+            for o in range(observables)
+        ]
+        cache.update(f"lab/device-{s:04d}", records)
+
+
+def timed(function: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
+    result = function()  # warm up
+    durations = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = function()
+        durations.append(time.perf_counter() - start)
+    return durations, result
+
+
+def row(name: str, durations: list[float], size: int) -> str:
+    ms = [d * 1000 for d in durations]
+    return f"| {name} | {statistics.median(ms):.1f} | {min(ms):.1f} | {size / 1e6:.2f} |"
+
+
+@contextlib.contextmanager
+def _level(logger: logging.Logger, level: int) -> Iterator[None]:
+    old = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+@contextlib.contextmanager
+def _handlers(logger: logging.Logger, handler: logging.Handler) -> Iterator[None]:
+    old = logger.handlers[:]
+    logger.handlers[:] = [handler]
+    try:
+        yield
+    finally:
+        logger.handlers[:] = old
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sources", type=int, default=1000)
+    parser.add_argument("--observables", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=20)
+    args = parser.parse_args()
+
+    cache = DatasourceCache()
+    fill(cache, args.sources, args.observables)
+    registry = metrics_registry(DatasourceCollector(cache, labels=LABELS))
+    server = MetricsServer(registry, port=0, bind_address="127.0.0.1")
+
+    def http_get() -> bytes:
+        with urllib.request.urlopen(server.url, timeout=60) as response:
+            return response.read()
+
+    StateMachine = herostools_statemachine()
+    from heros.datasource.types import DatasourceReturnSet, DatasourceReturnValue
+
+    theirs = object.__new__(StateMachine)
+    theirs.cache = {
+        source: DatasourceReturnSet([DatasourceReturnValue(**record) for record in records])
+        for source, records in cache.records().items()
+    }
+    theirs._global_labels = dict(LABELS)
+
+    def herostools_scrape() -> bytes:
+        return asyncio.run(theirs._http_handle_metrics(None)).body
+
+    def herostools_quiet() -> bytes:
+        with _level(logging.getLogger("herostools"), logging.WARNING):
+            return herostools_scrape()
+
+    def herostools_as_shipped() -> bytes:  # its INFO lines (two per reading and the whole list) go to /dev/null
+        logger = logging.getLogger("herostools")
+        with open(os.devnull, "w") as null, _handlers(logger, logging.StreamHandler(null)):
+            return herostools_scrape()
+
+    try:
+        results = [
+            ("archivist: exposition (generate_latest)", *timed(lambda: generate_latest(registry), args.repeat)),
+            ("archivist: HTTP GET on 127.0.0.1", *timed(http_get, args.repeat)),
+            ("herostools: `_http_handle_metrics`, its logger at WARNING", *timed(herostools_quiet, args.repeat)),
+            ("herostools: the same, as shipped (INFO log)", *timed(herostools_as_shipped, args.repeat)),
+        ]
+    finally:
+        server.close()
+    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else sys.executable
+    print(f"$ {python} {os.path.relpath(__file__)} {' '.join(sys.argv[1:])}".rstrip())
+    print(
+        f"one scrape of {args.sources} sources x {args.observables} observables "
+        f"({len(cache.readings())} readings), {args.repeat} runs"
+    )
+    print("| implementation | median ms | min ms | MB |")
+    print("| --- | --- | --- | --- |")
+    for name, durations, body in results:
+        print(row(name, durations, len(body)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

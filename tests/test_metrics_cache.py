@@ -1,0 +1,112 @@
+"""The datasource cache and its collector, without zenoh: ordering, max_age, timestamps, names, bad input."""
+
+from __future__ import annotations
+
+import time
+
+import cbor2
+import pytest
+from prometheus_client import generate_latest
+
+from archivist import ConfigError, Received
+from archivist.datasource import DatasourceCache
+from archivist.metrics import DatasourceCollector, metric_name, metrics_registry
+
+
+def reading(ident: str, when: float, raw_value: object, **extra: object) -> dict[str, object]:
+    return {
+        "id": ident,
+        "time": when,
+        "value": None,
+        "unit": "None",
+        "raw_value": raw_value,
+        "raw_unit": "None",
+    } | extra
+
+
+def samples(collector: DatasourceCollector) -> dict[tuple[str, frozenset[tuple[str, str]]], tuple[float, float | None]]:
+    return {
+        (s.name, frozenset(s.labels.items())): (s.value, s.timestamp)
+        for family in collector.collect()
+        for s in family.samples
+    }
+
+
+def test_a_newer_reading_replaces_an_older_one_never_the_reverse() -> None:
+    cache, now = DatasourceCache(), time.time()
+    cache.update("dev", [reading("t", now, 2.0)])
+    cache.update("dev", [reading("t", now - 1, 1.0)])
+    assert cache.records() == {"dev": (reading("t", now, 2.0),)}
+    cache.update("dev", [reading("t", now + 1, 3.0)])
+    assert cache.records()["dev"][0]["raw_value"] == 3.0
+    assert cache.skipped() == {"outdated": 1}
+
+
+def test_max_age_and_timestamps() -> None:
+    cache, now = DatasourceCache(), time.time()
+    cache.update("dev", [reading("fresh", now - 5, 1.0), reading("old", now - 100, 2.0)])
+    labels = frozenset({"prefix": "dev", "key": "fresh"}.items())
+    exposed = samples(DatasourceCollector(cache, max_age=60, timestamps=True))
+    assert exposed[("dev_fresh_raw_value", labels)] == (1.0, now - 5)
+    assert not any(name.startswith("dev_old") for name, _ in exposed)
+    assert exposed[("archivist_datasource_stale_readings", frozenset({"observer": "datasource"}.items()))][0] == 1
+    unlimited = samples(DatasourceCollector(cache, max_age=None))
+    assert unlimited[("dev_old_raw_value", frozenset({"prefix": "dev", "key": "old"}.items()))] == (2.0, None)
+
+
+def test_calibrated_values_bools_and_units() -> None:
+    cache, now = DatasourceCache(), time.time()
+    cache.update(
+        "dev",
+        [
+            reading("i", now, 0.5, value=500.0, unit="mA", raw_unit="A", calibrated=True, inbound=2),
+            reading("raw", now, 7, value=99.0, unit="ignored", raw_unit="µV"),  # not calibrated: value is raw
+            reading("flag", now, False),
+        ],
+    )
+    exposed = samples(DatasourceCollector(cache))
+    key = {"prefix": "dev", "key": "i"}
+    assert exposed[("dev_i_inbound", frozenset(key.items()))][0] == 2
+    assert exposed[("dev_i_value", frozenset((key | {"unit": "mA"}).items()))][0] == 500.0
+    assert exposed[("dev_i_raw_value", frozenset((key | {"unit": "A"}).items()))][0] == 0.5
+    raw = {"prefix": "dev", "key": "raw", "unit": "uV"}
+    assert exposed[("dev_raw_value", frozenset(raw.items()))][0] == 7.0
+    assert exposed[("dev_flag_value", frozenset({"prefix": "dev", "key": "flag"}.items()))][0] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Dev-1_Temp (°C)", "dev_1_temp_c"),
+        ("__a__b__", "a_b"),
+        ("3rd/probe", "_3rd_probe"),
+        ("µ-current", "current"),
+        ("Grüße", "gr_e"),
+    ],
+)
+def test_metric_names_follow_herostools_but_are_always_valid(text: str, name: str) -> None:
+    assert metric_name(text) == name
+
+
+def test_bad_payloads_are_counted() -> None:
+    cache = DatasourceCache()
+    cache.feed(Received("@object/heros/dev/observable_data", b"\xff\x00"), "heros")
+    cache.feed(Received("@object/heros/dev/observable_data", cbor2.dumps({"not": "a list"})), "heros")
+    cache.feed(Received("@object/heros/dev/observable_data", cbor2.dumps([{"id": "x", "time": True}])), "heros")
+    assert cache.skipped() == {"undecodable": 1, "not_a_list": 1, "wrong_type": 1}
+    assert cache.records() == {}
+
+
+def test_colliding_names_are_one_family() -> None:
+    cache, now = DatasourceCache(), time.time()
+    cache.update("a-b", [reading("c", now, 1.0)])
+    cache.update("a", [reading("b_c", now, 2.0)])
+    text = generate_latest(metrics_registry(DatasourceCollector(cache))).decode()
+    assert text.count("# TYPE a_b_c_raw_value gauge") == 1
+    assert 'a_b_c_raw_value{key="c",prefix="a-b"} 1.0' in text and 'a_b_c_raw_value{key="b_c",prefix="a"} 2.0' in text
+
+
+@pytest.mark.parametrize("labels", [{"bad-name": "x"}, {"__reserved": "x"}, {"1st": "x"}, ["lab"]])
+def test_global_label_names_are_checked(labels: object) -> None:
+    with pytest.raises(ConfigError, match="label"):
+        DatasourceCollector(DatasourceCache(), labels=labels)

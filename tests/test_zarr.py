@@ -1,0 +1,332 @@
+"""ZarrArchiver end to end: a real heros emitter streams frames into zarr v3 stores on local disk and S3 (moto)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+import zarr.storage
+from zarr.core.sync import sync
+
+from archivist import ConfigError, Spool, UnsafePathError, ZarrArchiver
+from archivist.config import ObjectConfig
+from archivist.replay import replay
+from archivist.zarr_archiver import ArrivalOrder, array_path
+from archivist.zarr_store import ZarrStore, _append_frames
+from tests import support
+from tests.peers.specs import array_spec, burst_frame, make_array
+
+EVENT = "acquisition_data"
+SHAPE = [8, 12]
+
+
+@pytest.fixture(params=["local", "s3"])
+def destination(request, tmp_path: Path) -> tuple[str, dict[str, Any] | None]:
+    """A store template ending in ``{{ run }}.zarr``, and the storage_options to read it back."""
+    if request.param == "local":
+        return str(tmp_path / "out") + "/{{ run }}.zarr", None
+    bucket, options, _ = request.getfixturevalue("s3_bucket")
+    return f"s3://{bucket}/data/{{{{ run }}}}.zarr", options
+
+
+def _open(store: str, path: str, options: dict[str, Any] | None) -> zarr.Array:
+    node = zarr.open(store, path=path, mode="r", storage_options=options) if options else zarr.open(store, path=path)
+    assert isinstance(node, zarr.Array)
+    return node
+
+
+def _frame_metadata(store: str, path: str, options: dict[str, Any] | None) -> list[dict[str, Any]]:
+    frames, records = _open(store, path, options), _open(store, path + "_metadata", options)
+    return [json.loads(text) for text in records[: frames.shape[0]].tolist()]
+
+
+def test_append_stream_is_one_array_in_order(make_archiver, heros_emitter, zenoh_port, destination) -> None:
+    template, options = destination
+    frames = 40
+    archiver = make_archiver(
+        ZarrArchiver,
+        object_selector="cam",
+        event_name=EVENT,
+        store_template=template,
+        array_path_template="{{ source_name }}/frames",
+        append_dim=0,
+        storage_options=options,
+    )
+    emitter = heros_emitter("cam", zenoh_port)
+    emitter.wait_subscribers(EVENT)
+    emitter.burst(EVENT, frames, SHAPE, "uint16", metadata={"run": "r7", "exposure": 0.5})
+    support.wait_until(lambda: archiver.stats()["written"] == frames, what=f"{frames} frames appended")
+
+    store = template.replace("{{ run }}", "r7")
+    data = _open(store, "cam/frames", options)
+    assert data.shape == (frames, *SHAPE) and data.dtype == np.uint16
+    for index, frame in enumerate(data[:]):
+        np.testing.assert_array_equal(frame, burst_frame(index, SHAPE, "uint16"))
+    assert _frame_metadata(store, "cam/frames", options) == [
+        {"run": "r7", "exposure": 0.5, "frame": index} for index in range(frames)
+    ]
+    assert data.attrs["archivist"] == {"append_dim": 0, "frame_metadata": "frames_metadata"}
+    assert archiver.stats()["failed"] == 0
+
+
+def test_default_mode_one_array_per_event(make_archiver, heros_emitter, zenoh_port, destination) -> None:
+    template, options = destination
+    archiver = make_archiver(
+        ZarrArchiver,
+        object_selector="spectrometer",
+        event_name=EVENT,
+        default_metadata={"run": "r1"},
+        store_template=template,
+        array_path_template="{{ source_name }}/shot{{ shot }}",
+        storage_options=options,
+    )
+    emitter = heros_emitter("spectrometer", zenoh_port)
+    emitter.wait_subscribers(EVENT)
+    specs = [array_spec([3, 5], "float32", fill="random", seed=1), array_spec([7], "int64", fill="random", seed=2)]
+    metadata = [{"shot": 1, "gain": {"__int64__": 12}, "bad": {"__float__": "nan"}}, {"shot": 2, "label": "µ ✓"}]
+    emitter.emit(EVENT, [{"form": "tuple", "data": s, "metadata": m} for s, m in zip(specs, metadata, strict=True)])
+    support.wait_until(lambda: archiver.stats()["written"] == 2, what="2 arrays written")
+
+    store = template.replace("{{ run }}", "r1")
+    first, second = _open(store, "spectrometer/shot1", options), _open(store, "spectrometer/shot2", options)
+    assert first.shape == (3, 5) and first.dtype == np.float32 and second.dtype == np.int64
+    np.testing.assert_array_equal(first[...], make_array(specs[0]))
+    np.testing.assert_array_equal(second[...], make_array(specs[1]))
+    assert first.attrs.asdict() == {"run": "r1", "shot": 1, "gain": 12, "bad": None}
+    assert second.attrs.asdict() == {"run": "r1", "shot": 2, "label": "µ ✓"}
+
+
+def test_mismatched_frame_is_spooled_and_the_array_is_intact(
+    make_archiver, raw_publisher, spool_dir, tmp_path: Path
+) -> None:
+    from heros import serdes
+
+    archiver = make_archiver(
+        ZarrArchiver,
+        object_selector="cam",
+        event_name=EVENT,
+        store_template=str(tmp_path / "run.zarr"),
+        array_path_template="frames",
+        append_dim=0,
+        workers=1,
+    )
+    publisher = raw_publisher.declare_publisher(f"@object/heros/cam/{EVENT}")
+    support.wait_until(lambda: publisher.matching_status.matching, what="the archiver to match")
+    good = [np.full((4, 6), n, dtype="uint16") for n in range(3)]
+    for n, frame in enumerate(good[:2]):
+        publisher.put(serdes.serialize((frame, {"n": n})))
+    publisher.put(serdes.serialize((np.zeros((4, 5), dtype="uint16"), {"n": "wrong shape"})))
+    publisher.put(serdes.serialize((np.zeros((4, 6), dtype="float32"), {"n": "wrong dtype"})))
+    publisher.put(serdes.serialize((good[2], {"n": 2})))
+    support.wait_until(lambda: archiver.stats()["written"] == 3, what="the good frames appended")
+    support.wait_until(lambda: archiver.stats()["spooled"] == 2, what="the bad frames spooled")
+
+    data = zarr.open_array(str(tmp_path / "run.zarr"), path="frames", mode="r")
+    assert data.shape == (3, 4, 6) and data.dtype == np.uint16
+    np.testing.assert_array_equal(data[:], np.stack(good))
+    assert _frame_metadata(str(tmp_path / "run.zarr"), "frames", None) == [{"n": 0}, {"n": 1}, {"n": 2}]
+    entries = [entry for _, entry in Spool(spool_dir).entries()]
+    assert {entry.error_type for entry in entries} == {"PayloadError"}
+    assert any("frame of shape (4, 5) and dtype uint16 does not fit" in entry.error for entry in entries)
+    assert any("dtype float32 does not fit" in entry.error and "uint16" in entry.error for entry in entries)
+    assert archiver.stats()["retries"] == 0  # a mismatch is permanent: not retried
+
+
+def test_two_sources_append_to_two_arrays_at_once(make_archiver, heros_emitter, zenoh_port, tmp_path: Path) -> None:
+    frames = 30
+    archiver = make_archiver(
+        ZarrArchiver,
+        object_selector="*",
+        event_name=EVENT,
+        store_template=str(tmp_path / "{{ run }}.zarr"),
+        array_path_template="{{ source_name }}",
+        append_dim=0,
+    )
+    emitters = [heros_emitter(name, zenoh_port) for name in ("cam-a", "cam-b")]
+    for emitter in emitters:
+        emitter.wait_subscribers(EVENT)
+    shapes = {"cam-a": [6, 4], "cam-b": [3, 3]}
+    _run_all(
+        [
+            threading.Thread(target=e.burst, args=(EVENT, frames, shapes[e.name], "int32", {"run": "r"}))
+            for e in emitters
+        ]
+    )
+    support.wait_until(lambda: archiver.stats()["written"] == 2 * frames, what="both streams appended")
+
+    for name, shape in shapes.items():
+        data = zarr.open_array(str(tmp_path / "r.zarr"), path=name, mode="r")
+        assert data.shape == (frames, *shape) and data.dtype == np.int32
+        np.testing.assert_array_equal(data[:], np.stack([burst_frame(i, shape, "int32") for i in range(frames)]))
+        records = _frame_metadata(str(tmp_path / "r.zarr"), name, None)
+        assert records == [{"run": "r", "frame": i} for i in range(frames)]
+
+
+def test_failed_appends_are_replayed_with_the_recorded_settings(
+    make_archiver, heros_emitter, zenoh_port, spool_dir, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "blocked"
+    blocker.write_text("a file where the store's folder should be")
+    archiver = make_archiver(
+        ZarrArchiver,
+        object_selector="cam",
+        event_name=EVENT,
+        store_template=str(blocker / "{{ run }}.zarr"),
+        array_path_template="frames",
+        append_dim=0,
+        frames_per_chunk=4,
+        max_retries=1,
+        name="cam-zarr",
+    )
+    emitter = heros_emitter("cam", zenoh_port)
+    emitter.wait_subscribers(EVENT)
+    emitter.burst(EVENT, 6, SHAPE, "uint8", metadata={"run": "r2"})
+    support.wait_until(lambda: archiver.stats()["spooled"] == 6, what="6 frames spooled")
+    ((_, entry), *_) = Spool(spool_dir).entries()
+    assert entry.error_type == "WriteError" and entry.archiver_class == "archivist.zarr_archiver.ZarrArchiver"
+    assert entry.settings["store_template"] == str(blocker / "{{ run }}.zarr") and "save_template" not in entry.settings
+    assert entry.settings["append_dim"] == 0 and entry.settings["frames_per_chunk"] == 4
+
+    blocker.unlink()
+    report = replay(spool_dir)
+    assert report.delivered == 6 and report.failures == [] and len(Spool(spool_dir)) == 0
+    data = zarr.open_array(str(blocker / "r2.zarr"), path="frames", mode="r")
+    assert data.shape == (6, *SHAPE) and data.chunks == (4, *SHAPE)
+    records = _frame_metadata(str(blocker / "r2.zarr"), "frames", None)
+    assert sorted(record["frame"] for record in records) == list(range(6))
+    for index, record in enumerate(records):  # replayed in spool order: each frame still has its own metadata
+        np.testing.assert_array_equal(data[index], burst_frame(record["frame"], SHAPE, "uint8"))
+
+    assert replay(spool_dir).entries == 0  # nothing left: nothing appended twice
+    assert zarr.open_array(str(blocker / "r2.zarr"), path="frames", mode="r").shape[0] == 6
+
+
+def test_herostools_classname_and_config_errors(tmp_path: Path) -> None:
+    common = {"object_selector": "cam", "event_name": EVENT, "listen": False, "spool_dir": str(tmp_path)}
+    assert ObjectConfig("z", "herostools.actor.ZarrArchiver", {}, "t").resolve_class() is ZarrArchiver
+    for bad, message in (
+        ({"append_dim": 1}, "append_dim must be None or 0"),
+        ({"frames_per_chunk": 0}, "frames_per_chunk"),
+        ({"compressors": {"name": "no-such-codec"}}, "compressors"),
+        ({"array_path_template": "{{ x"}, "array_path_template: invalid Jinja template"),
+        ({"store_template": ""}, "store_template must be"),
+    ):
+        arguments = {"store_template": "a.zarr", "array_path_template": "x"} | common | bad
+        with pytest.raises(ConfigError, match=message):
+            ZarrArchiver(**arguments)
+
+
+@pytest.mark.parametrize("path", ["../x", "a/../../x", "/abs/x", "s3://bucket/x", "a//b", "a/./b", "__meta"])
+def test_unsafe_array_paths_are_refused(path: str) -> None:
+    with pytest.raises(UnsafePathError):
+        array_path(path)
+
+
+class _FailingChunks(zarr.storage.MemoryStore):
+    """A memory store whose chunk writes fail while ``failing`` is set, like a storage outage mid-append."""
+
+    failing = False
+
+    async def set(self, key: str, value: Any) -> None:
+        if self.failing and "/c/" in key:
+            raise ConnectionError("storage went away")
+        await super().set(key, value)
+
+
+def test_a_failed_append_never_claims_the_frame() -> None:
+    store = _FailingChunks()
+    frames = zarr.create_array(store, name="frames", shape=(0, 2), dtype="uint8", chunks=(1, 2))
+    records = zarr.create_array(store, name="frames_metadata", shape=(0,), dtype=str, chunks=(1,))
+    sync(_append_frames(frames, records, 0, np.ones((1, 2), dtype="uint8"), np.array(['{"n": 0}'], dtype=object)))
+    second = np.full((1, 2), 2, dtype="uint8"), np.array(['{"n": 1}'], dtype=object)
+    store.failing = True
+    with pytest.raises(ConnectionError):
+        sync(_append_frames(frames, records, 1, *second))
+    assert zarr.open_array(store, path="frames", mode="r").shape == (1, 2)  # zarr's Array.append would claim 2
+    store.failing = False
+    sync(_append_frames(frames, records, 1, *second))
+    np.testing.assert_array_equal(zarr.open_array(store, path="frames", mode="r")[:], [[1, 1], [2, 2]])
+    assert zarr.open_array(store, path="frames_metadata", mode="r")[:2].tolist() == ['{"n": 0}', '{"n": 1}']
+
+
+def _run_all(threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert not any(thread.is_alive() for thread in threads), "a writer is stuck waiting for its turn"
+
+
+def test_arrival_order_lets_events_pass_in_the_order_they_arrived() -> None:
+    order = ArrivalOrder()
+    tokens = list(range(40))
+    for token in tokens:
+        order.arrived(token)
+    order.leave(7)  # failed before it got there: nobody waits for it
+    passed: list[int] = []
+
+    def write(token: int) -> None:
+        with order.first(token):
+            passed.append(token)
+
+    _run_all([threading.Thread(target=write, args=(token,)) for token in reversed(tokens) if token != 7])
+    assert passed == [token for token in tokens if token != 7]
+    with order.first(object()):  # a replayed event never arrived: it passes at once
+        pass
+
+
+def test_a_batch_appends_every_fitting_frame_in_order(tmp_path: Path) -> None:
+    """What a writer does when several frames wait for the array: one commit; a misfit fails alone."""
+    from archivist.zarr_store import _Frame, _Target
+
+    store = ZarrStore()
+    target = _Target()
+    batch = [_Frame(np.full((2, 3), n, dtype="int16"), json.dumps({"n": n}), False) for n in range(5)]
+    batch.insert(2, _Frame(np.zeros((3, 2), dtype="int16"), "{}", False))
+    target.waiting.extend(batch)
+    store._append_waiting(str(tmp_path / "b.zarr"), "frames", target)
+    assert all(waiting.done for waiting in batch) and not target.waiting
+    assert "does not fit" in str(batch[2].error) and batch[2].result is None
+    assert [w.result.url.rsplit("[", 1)[1] for w in batch if w.result] == ["0]", "1]", "2]", "3]", "4]"]
+    data = zarr.open_array(str(tmp_path / "b.zarr"), path="frames", mode="r")
+    np.testing.assert_array_equal(data[:, 0, 0], [0, 1, 2, 3, 4])
+    assert _frame_metadata(str(tmp_path / "b.zarr"), "frames", None) == [{"n": n} for n in range(5)]
+
+
+def test_default_mode_on_exists_and_resume(tmp_path: Path) -> None:
+    from heros import serdes
+
+    from archivist import Received
+
+    def archiver(on_exists: str) -> ZarrArchiver:
+        return ZarrArchiver(
+            str(tmp_path / "s.zarr"),
+            "shot{{ shot }}",
+            object_selector="cam",
+            event_name=EVENT,
+            on_exists=on_exists,
+            listen=False,
+            spool_dir=str(tmp_path / "spool"),
+        )
+
+    def event(value: int) -> Received:
+        return Received(f"@object/heros/cam/{EVENT}", serdes.serialize((np.full(3, value), {"shot": 1})))
+
+    suffix = archiver("suffix")
+    suffix._write_event(event(1))
+    suffix._write_event(event(2))
+    assert suffix.stats()["suffixed"] == 1
+    suffix._write_event(event(2), resume=True)  # a replay of an event stored after all: not stored again
+    group = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
+    assert sorted(group.array_keys()) == ["shot1", "shot1.1"]
+    assert group["shot1"][0] == 1 and group["shot1.1"][0] == 2
+
+    with pytest.raises(Exception, match="exists and on_exists='error'"):
+        archiver("error")._write_event(event(3))
+    archiver("overwrite")._write_event(event(4))
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "s.zarr"), path="shot1", mode="r")[:], [4, 4, 4])
