@@ -130,7 +130,7 @@ class Pipeline(Generic[T]):
             self._closed = True
             left = [item for item, _ in self._items]
             self._items.clear()
-            self._bytes = 0
+            self._bytes = self._overflowed = 0
             self._cond.notify_all()
         for thread in self._threads:
             thread.join()

@@ -161,8 +161,12 @@ def main() -> None:
             for feed, run in feeds.items():
                 for kind in ("zarr append", "npy per frame"):
                     base = f"{root}/{feed}-{kind.split()[0]}"
-                    result = run(kind, base, options, args, scratch)
-                    check(kind, base, options, args.frames)
+                    try:
+                        result = run(kind, base, options, args, scratch)
+                        check(kind, base, options, args.frames)
+                    except Exception as exc:  # report the row and go on with the others
+                        print(f"{storage:8} {kind:14} {feed:7} FAILED: {type(exc).__name__}: {exc!r}", flush=True)
+                        continue
                     rate = args.frames / result["seconds"]
                     notes = f"emitter sent {result['sent_per_s']:.0f} frames/s" if "sent_per_s" in result else ""
                     print(

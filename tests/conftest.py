@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import zenoh
 
@@ -77,18 +75,4 @@ def moto_server() -> Iterator[str]:
 @pytest.fixture
 def s3_bucket(moto_server: str) -> tuple[str, dict[str, Any], Any]:
     """A fresh bucket: its name, the archiver's storage_options for it, and a boto3 client to check objects."""
-    bucket = f"test-{uuid.uuid4().hex[:12]}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=moto_server,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
-    client.create_bucket(Bucket=bucket)
-    options = {
-        "key": "testing",
-        "secret": "testing",
-        "client_kwargs": {"endpoint_url": moto_server, "region_name": "us-east-1"},
-    }
-    return bucket, options, client
+    return support.new_bucket(moto_server)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -41,3 +42,24 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float = 20.0, interval:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+def new_bucket(endpoint_url: str, prefix: str = "test") -> tuple[str, dict[str, Any], Any]:
+    """A fresh bucket on an S3 endpoint: its name, an archiver's storage_options for it, a boto3 client."""
+    import boto3
+
+    bucket = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket=bucket)
+    options = {
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"endpoint_url": endpoint_url, "region_name": "us-east-1"},
+    }
+    return bucket, options, client

@@ -111,6 +111,7 @@ def test_stop_spools_what_still_waits_on_disk(make_archiver, raw_publisher, spoo
 
     threading.Timer(0.5, GatedFileSystem.gate.set).start()  # the write in flight finishes after the deadline
     assert not archiver.stop(timeout=0.1)
+    assert archiver.is_queue_drained(), "spooled events still count as queued"
     stats = archiver.stats()
     spooled = sorted(decode_payload(entry.payload)["n"] for _, entry in Spool(spool_dir).entries())
     assert stats["written"] + len(spooled) == 20 and stats["spooled"] == len(spooled) >= 17

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import numpy as np
 import pytest
 
@@ -147,21 +146,8 @@ def test_s3_outage_loses_and_duplicates_nothing(
     retries: dict[str, Any],
     expect_spool: bool,
 ) -> None:
-    bucket = f"outage-{uuid.uuid4().hex[:12]}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=restartable_s3.url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
-    client.create_bucket(Bucket=bucket)
-    options = {
-        "key": "testing",
-        "secret": "testing",
-        "client_kwargs": {"endpoint_url": restartable_s3.url, "region_name": "us-east-1"},
-        **extra_options,
-    }
+    bucket, options, client = support.new_bucket(restartable_s3.url, prefix="outage")
+    options |= extra_options
     archiver = make_archiver(
         ArrayArchiver,
         object_selector="cam",

@@ -1,4 +1,4 @@
-"""ZarrArchiver end to end: a real heros emitter streams frames into zarr v3 stores on local disk and S3 (moto)."""
+"""ZarrArchiver: a real heros emitter streams frames into zarr v3 stores (local disk, moto S3); append safety."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from archivist import ConfigError, Spool, UnsafePathError, ZarrArchiver
 from archivist.config import ObjectConfig
 from archivist.replay import replay
 from archivist.zarr_archiver import ArrivalOrder, array_path
-from archivist.zarr_store import ZarrStore, _append_frames
+from archivist.zarr_store import ZarrStore, _append_frames, _Frame, _Target
 from tests import support
 from tests.peers.specs import array_spec, burst_frame, make_array
 
@@ -282,8 +282,6 @@ def test_arrival_order_lets_events_pass_in_the_order_they_arrived() -> None:
 
 def test_a_batch_appends_every_fitting_frame_in_order(tmp_path: Path) -> None:
     """What a writer does when several frames wait for the array: one commit; a misfit fails alone."""
-    from archivist.zarr_store import _Frame, _Target
-
     store = ZarrStore()
     target = _Target()
     batch = [_Frame(np.full((2, 3), n, dtype="int16"), json.dumps({"n": n}), False) for n in range(5)]
