@@ -116,16 +116,16 @@ class ZarrArchiver(Archiver):
     # -- arrival order: the frames of one array are appended in the order they were received --------------------
 
     def _receive(self, received: Received) -> None:
-        self._order.arrived(id(received))
+        self._order.arrived(_token(received))
         super()._receive(received)
 
     def _archive(self, received: Received) -> None:
-        self._current.token = id(received)
+        self._current.token = _token(received)
         try:
             super()._archive(received)
         finally:
             self._current.token = None
-            self._order.leave(id(received))
+            self._order.leave(_token(received))
 
     def _fail(
         self,
@@ -134,12 +134,18 @@ class ZarrArchiver(Archiver):
         destination: str | None = None,
         pending: list[int] | None = None,
     ) -> None:
-        self._order.leave(id(received))  # also for events that were never queued
+        self._order.leave(_token(received))  # also for events that were never queued
         super()._fail(received, error, destination, pending)
 
     def describe(self) -> str:
         mode = "one array per event" if self.append_dim is None else "frames appended"
         return f"{super().describe()} :: {self.array_path_template} ({mode})"
+
+
+def _token(received: Received) -> tuple[str, float]:
+    """An event's place in the arrival order. Not ``id()``: an event that waited in the disk buffer comes back
+    as a new object; two events with equal tokens are interchangeable in the order."""
+    return received.key_expr, received.received_at
 
 
 def array_path(path: str) -> str:

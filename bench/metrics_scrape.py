@@ -109,15 +109,10 @@ def _handlers(logger: logging.Logger, handler: logging.Handler) -> Iterator[None
         logger.handlers[:] = old
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sources", type=int, default=1000)
-    parser.add_argument("--observables", type=int, default=10)
-    parser.add_argument("--repeat", type=int, default=20)
-    args = parser.parse_args()
-
+def measure(sources: int, observables: int, repeat: int) -> list[tuple[str, list[float], bytes]]:
+    """Each implementation's scrape durations (seconds) and body, on one cache of ``sources x observables``."""
     cache = DatasourceCache()
-    fill(cache, args.sources, args.observables)
+    fill(cache, sources, observables)
     registry = metrics_registry(DatasourceCollector(cache, labels=LABELS))
     server = MetricsServer(registry, port=0, bind_address="127.0.0.1")
 
@@ -148,19 +143,28 @@ def main() -> int:
             return herostools_scrape()
 
     try:
-        results = [
-            ("archivist: exposition (generate_latest)", *timed(lambda: generate_latest(registry), args.repeat)),
-            ("archivist: HTTP GET on 127.0.0.1", *timed(http_get, args.repeat)),
-            ("herostools: `_http_handle_metrics`, its logger at WARNING", *timed(herostools_quiet, args.repeat)),
-            ("herostools: the same, as shipped (INFO log)", *timed(herostools_as_shipped, args.repeat)),
+        return [
+            ("archivist: exposition (generate_latest)", *timed(lambda: generate_latest(registry), repeat)),
+            ("archivist: HTTP GET on 127.0.0.1", *timed(http_get, repeat)),
+            ("herostools: `_http_handle_metrics`, its logger at WARNING", *timed(herostools_quiet, repeat)),
+            ("herostools: the same, as shipped (INFO log)", *timed(herostools_as_shipped, repeat)),
         ]
     finally:
         server.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sources", type=int, default=1000)
+    parser.add_argument("--observables", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=20)
+    args = parser.parse_args()
+    results = measure(args.sources, args.observables, args.repeat)
     python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else sys.executable
     print(f"$ {python} {os.path.relpath(__file__)} {' '.join(sys.argv[1:])}".rstrip())
     print(
         f"one scrape of {args.sources} sources x {args.observables} observables "
-        f"({len(cache.readings())} readings), {args.repeat} runs"
+        f"({args.sources * args.observables} readings), {args.repeat} runs"
     )
     print("| implementation | median ms | min ms | MB |")
     print("| --- | --- | --- | --- |")

@@ -56,6 +56,7 @@ def test_append_stream_is_one_array_in_order(make_archiver, heros_emitter, zenoh
         array_path_template="{{ source_name }}/frames",
         append_dim=0,
         storage_options=options,
+        queue_max_events=2,  # most of the burst waits in the disk buffer, and must keep its order there
     )
     emitter = heros_emitter("cam", zenoh_port)
     emitter.wait_subscribers(EVENT)
@@ -71,7 +72,7 @@ def test_append_stream_is_one_array_in_order(make_archiver, heros_emitter, zenoh
         {"run": "r7", "exposure": 0.5, "frame": index} for index in range(frames)
     ]
     assert data.attrs["archivist"] == {"append_dim": 0, "frame_metadata": "frames_metadata"}
-    assert archiver.stats()["failed"] == 0
+    assert archiver.stats()["failed"] == 0 and archiver.stats()["overflowed"] > 0
 
 
 def test_default_mode_one_array_per_event(make_archiver, heros_emitter, zenoh_port, destination) -> None:

@@ -1,0 +1,174 @@
+"""One row of the benchmark suite in a process of its own, so the peak RSS it reports is that row's alone.
+
+Run by ``bench/run.py`` (archivist rows with the project's Python, herostools rows with the bench venv's, which
+has herostools and heros but not archivist): ``python bench/row.py '{"kind": ..., "count": ..., ...}'``.
+
+Prints ``{"ready": true}`` once subscribed (or, for a write loop, once set up), then reads one line from stdin:
+the ``time.time()`` at which the runner starts the burst. It prints one result line,
+``{"count", "seconds", "peak_rss", "baseline_rss"}`` (RSS in bytes, ``getrusage`` of this process), when it has
+handled ``count`` events, or after ``timeout`` seconds with the count it reached.
+
+Kinds: ``archivist-npy``, ``archivist-json``, ``zarr append``, ``npy per frame`` (the last two from
+bench/zarr_append.py) and ``herostools-npy``, ``herostools-json`` subscribe to the emitter; ``subscriber`` is a
+bare zenoh subscriber that only counts samples; ``loop-npy``, ``loop-json``, ``loop-s3`` write the same items
+in a plain loop with ``workers`` threads (np.save, json.dump, boto3 put_object), without zenoh.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+EVENT = "acquisition_data"
+ALIVE: list[Any] = []  # zenoh closes a session and undeclares a subscriber that are garbage-collected
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests" / "peers"))  # burst_frame: the loops write the frames the emitter sends
+
+from specs import burst_frame  # noqa: E402
+
+
+def peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def small_dict(index: int) -> dict[str, Any]:
+    """The dict event of the JSON workload."""
+    return {"n": index, "sensor": "T1", "value": 21.5 + index % 10, "unit": "degC", "ok": True}
+
+
+def archivist_row(spec: dict[str, Any]) -> Callable[[], int]:
+    from archivist import ArrayArchiver, JsonArchiver
+
+    common = {
+        "object_selector": "cam",
+        "event_name": spec.get("event", EVENT),
+        "workers": spec["workers"],
+        "zenoh_config": spec["zenoh"],
+        "storage_options": spec.get("options"),
+        "spool_dir": spec["scratch"] + "/spool",
+        "queue_max_bytes": spec["queue_max_bytes"],
+    }
+    if spec["kind"] in ("zarr append", "npy per frame"):
+        sys.path.insert(0, str(REPO))
+        from bench.zarr_append import make_archiver
+
+        port = spec["zenoh"]["listen"]["endpoints"][0].rsplit(":", 1)[1]
+        archiver = make_archiver(spec["kind"], spec["out"], spec.get("options"), common["spool_dir"], int(port), 4)
+    elif spec["kind"] == "archivist-json":
+        archiver = JsonArchiver(spec["out"] + "/{{ n }}.json", **common)
+    else:
+        archiver = ArrayArchiver(spec["out"] + "/{{ frame }}.npy", **common)
+
+    def count() -> int:
+        stats = archiver.stats()
+        return stats["written"] + stats["failed"]
+
+    return count
+
+
+def herostools_row(spec: dict[str, Any]) -> Callable[[], int]:
+    os.environ["HEROS_ZENOH_CONFIG"] = json.dumps(spec["zenoh"])  # heros reads it when it opens its session
+    from herostools.actor.archiver import ArrayArchiver, JsonArchiver
+
+    if spec["kind"] == "herostools-json":
+        archiver = JsonArchiver(spec["out"] + "/{{ n }}.json", object_selector="cam", event_name=spec["event"])
+    else:
+        archiver = ArrayArchiver(spec["out"] + "/{{ frame }}.npy", object_selector="cam", event_name=EVENT)
+    stored = [0]
+    store = archiver._store
+
+    def counted(*args: Any) -> None:  # its one worker thread stores; count what it stored
+        store(*args)
+        stored[0] += 1
+
+    archiver._store = counted
+    return lambda: stored[0]
+
+
+def subscriber_row(spec: dict[str, Any]) -> Callable[[], int]:
+    import zenoh
+
+    session = zenoh.open(zenoh.Config.from_json5(json.dumps(spec["zenoh"])))
+    ALIVE.append(session)
+    received = [0]
+
+    def on_sample(sample: Any) -> None:
+        received[0] += 1
+
+    ALIVE.append(session.declare_subscriber(f"@object/heros/cam/{spec.get('event', EVENT)}", on_sample))
+    return lambda: received[0]
+
+
+def loop_row(spec: dict[str, Any]) -> Callable[[], None]:
+    """A plain write loop over ``count`` items with ``workers`` threads: the storage's own limit."""
+    import numpy as np
+
+    out, count = spec["out"], spec["count"]
+    if not out.startswith("s3://"):
+        os.makedirs(out, exist_ok=True)
+    if spec["kind"] == "loop-json":
+
+        def write(i: int) -> None:
+            with open(f"{out}/{i}.json", "w") as file:
+                json.dump(small_dict(i), file)
+    elif spec["kind"] == "loop-npy":
+
+        def write(i: int) -> None:
+            np.save(f"{out}/{i}.npy", burst_frame(i, spec["shape"], spec["dtype"]))
+    else:
+        import boto3
+
+        client = boto3.client("s3", **spec["boto3"])
+        bucket, prefix = spec["out"].removeprefix("s3://").split("/", 1)
+
+        def write(i: int) -> None:
+            body = io.BytesIO()
+            np.save(body, burst_frame(i, spec["shape"], spec["dtype"]))
+            client.put_object(Bucket=bucket, Key=f"{prefix}/{i}.npy", Body=body.getvalue())
+
+    def run() -> None:
+        with ThreadPoolExecutor(spec["workers"]) as pool:
+            list(pool.map(write, range(count)))
+
+    return run
+
+
+def main() -> int:
+    spec = json.loads(sys.argv[1])
+    kind = spec["kind"]
+    loop = None
+    if kind.startswith("loop-"):
+        loop = loop_row(spec)
+    elif kind == "subscriber":
+        count = subscriber_row(spec)
+    elif kind.startswith("herostools-"):
+        count = herostools_row(spec)
+    else:
+        count = archivist_row(spec)
+    baseline = peak_rss()
+    print(json.dumps({"ready": True, "baseline_rss": baseline}), flush=True)
+    started = float(sys.stdin.readline())
+    if loop is not None:
+        started = time.time()
+        loop()
+        done, finished = spec["count"], time.time()
+    else:
+        deadline = time.monotonic() + spec["timeout"]
+        while (done := count()) < spec["count"] and time.monotonic() < deadline:
+            time.sleep(0.002)
+        finished = time.time()
+    result = {"count": done, "seconds": finished - started, "peak_rss": peak_rss(), "baseline_rss": baseline}
+    print(json.dumps(result), flush=True)
+    os._exit(0)  # no teardown (heros' joins take seconds): the runner has its figures and removes the files
+
+
+if __name__ == "__main__":
+    sys.exit(main())

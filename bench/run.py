@@ -1,0 +1,332 @@
+"""The benchmark suite: each workload with archivist, herostools where it can do the job, and the raw limits.
+
+Run: ``.venv/bin/python bench/run.py [--repeat 3] [--only 1mib-npy ...] [--no-herostools]`` (``--help`` lists
+every size; ``--only`` runs one workload alone).
+
+Every row runs in a process of its own (bench/row.py), so its peak RSS (``getrusage``) is its own. Streaming rows
+are fed by a real heros emitter process (tests/peers/emitter.py, reliable events) over loopback zenoh (TCP on
+127.0.0.1, multicast scouting off); a run is timed from the burst command until the row has handled every
+event. The limits beside them: a bare zenoh subscriber that only counts samples (the most the link delivers),
+and a plain loop that writes the same items with the same number of threads, without zenoh (the most the storage
+takes). Rows alternate within each repetition, so a slow moment of the machine hits them all; the table quotes
+medians and the ratio of archivist to each row is the median of the ratios within each repetition.
+
+herostools runs from a bench venv (``$TMPDIR/archivist-bench-venv``, made on first use with ``python -m venv`` and
+``pip install herostools``); it is never a dependency of archivist. Its archivers write with ``pathlib``, so it has
+no S3 row. The zarr workload and the scrape reuse bench/zarr_append.py and bench/metrics_scrape.py, which also
+run alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # bench's sibling scripts, the tests' emitter peer and loopback helpers
+
+import numpy as np  # noqa: E402
+
+from bench.row import small_dict  # noqa: E402
+from bench.zarr_append import moto_s3  # noqa: E402
+from tests.fixtures.heros_peer import Emitter, start_emitter  # noqa: E402
+from tests.support import free_port, loopback_zenoh_config  # noqa: E402
+
+ROW_SCRIPT = REPO / "bench" / "row.py"
+VENV = Path(tempfile.gettempdir()) / "archivist-bench-venv"
+MiB = 2**20
+
+
+@dataclass
+class Row:
+    label: str
+    kind: str
+    workers: int = 1
+    herostools: bool = False
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Workload:
+    name: str
+    title: str
+    count: int
+    shape: list[int] | None  # None: the small dicts of the JSON workload
+    rows: list[Row]
+    event: str = "acquisition_data"
+    s3: bool = False
+
+    @property
+    def item_bytes(self) -> int:
+        if self.shape is None:
+            return len(json.dumps(small_dict(0)))
+        return int(np.prod(self.shape)) * 2  # uint16
+
+
+def workloads(args: argparse.Namespace) -> list[Workload]:
+    w, s3w = args.workers, args.s3_workers
+
+    def local(label: str, kind: str, loop: str) -> list[Row]:
+        rows = [Row("archivist", f"archivist-{kind}", w)]
+        if args.herostools:
+            rows.append(Row("herostools", f"herostools-{kind}", 1, herostools=True))
+        return [*rows, Row(f"{label} loop, {w} threads", loop, w), Row("zenoh subscriber (receive only)", "subscriber")]
+
+    return [
+        Workload(
+            "1mib-npy",
+            "1 MiB uint16 frames to local .npy",
+            args.frames_1mib,
+            [512, 1024],
+            local("np.save", "npy", "loop-npy"),
+        ),
+        Workload(
+            "16x16-npy",
+            "16x16 uint16 frames to local .npy",
+            args.frames_small,
+            [16, 16],
+            local("np.save", "npy", "loop-npy"),
+        ),
+        Workload(
+            "dict-json",
+            "small dicts to local .json",
+            args.dicts,
+            None,
+            local("json.dump", "json", "loop-json"),
+            event="json_data",
+        ),
+        Workload(
+            "256kib-s3",
+            "256 KiB uint16 frames to S3 (moto server on 127.0.0.1)",
+            args.frames_s3,
+            [256, 512],
+            [
+                Row(f"archivist, {s3w} writers", "archivist-npy", s3w),
+                Row("boto3 put_object loop, 1 thread", "loop-s3", 1),
+                Row(f"boto3 put_object loop, {s3w} threads", "loop-s3", s3w),
+                Row("zenoh subscriber (receive only)", "subscriber"),
+            ],
+            s3=True,
+        ),
+        Workload(
+            "zarr",
+            "128 KiB uint16 frames: zarr append vs one .npy per frame (bench/zarr_append.py's archivers)",
+            args.frames_zarr,
+            [256, 256],
+            [
+                Row("archivist zarr append", "zarr append", 4),
+                Row("archivist .npy per frame", "npy per frame", 4),
+                Row("zenoh subscriber (receive only)", "subscriber"),
+            ],
+        ),
+    ]
+
+
+def bench_python() -> str:
+    """The bench venv's Python, with herostools installed from PyPI on first use."""
+    python = VENV / "bin" / "python"
+    if subprocess.run([python, "-c", "import herostools.actor.archiver"], capture_output=True).returncode != 0:
+        print(f"installing herostools into {VENV} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", "herostools"], check=True)
+    return str(python)
+
+
+def start_row(spec: dict[str, Any], python: str) -> subprocess.Popen[str]:
+    """Start a row's process and wait until it is subscribed (or set up)."""
+    proc = subprocess.Popen(
+        [python, str(ROW_SCRIPT), json.dumps(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait(30)
+        raise RuntimeError(f"row {spec['kind']!r} exited before it was ready (rc={proc.returncode})")
+    return proc
+
+
+def feed(emitter: Emitter, load: Workload) -> float:
+    """Send the workload's events; returns the emitter's own sending rate (events/s)."""
+    if load.shape is None:
+        items = [{"form": "dict", "value": small_dict(i)} for i in range(load.count)]
+        started = time.perf_counter()
+        emitter.emit(load.event, items, timeout=600)
+        return load.count / (time.perf_counter() - started)
+    reply = emitter.burst(load.event, load.count, load.shape, "uint16", timeout=600)
+    return load.count / reply["seconds"]
+
+
+def run_row(row: Row, load: Workload, rep: int, ctx: dict[str, Any]) -> dict[str, Any]:
+    """One run of one row: start its process (and an emitter unless it is a write loop), feed, collect."""
+    out = f"{ctx['root']}/{load.name}/{rep}-{row.kind.replace(' ', '-')}-{row.workers}"
+    port = free_port()
+    spec = {
+        "kind": row.kind,
+        "count": load.count,
+        "shape": load.shape,
+        "dtype": "uint16",
+        "workers": row.workers,
+        "event": load.event,
+        "out": out,
+        "scratch": ctx["scratch"],
+        "timeout": ctx["timeout"],
+        "queue_max_bytes": ctx["queue_bytes"],
+        "zenoh": loopback_zenoh_config(listen_port=port),
+        "options": ctx["options"] if load.s3 else None,
+        "boto3": ctx["boto3"],
+    }
+    proc = start_row(spec, ctx["venv"] if row.herostools else sys.executable)
+    emitter = None
+    try:
+        if not row.kind.startswith("loop-"):
+            emitter = start_emitter("cam", port, log_dir=Path(ctx["scratch"]))
+            emitter.wait_subscribers(load.event)
+        proc.stdin.write(f"{time.time()}\n")
+        proc.stdin.flush()
+        sent = feed(emitter, load) if emitter else None
+        result = json.loads(proc.stdout.readline() or "null") or {}
+    finally:
+        if emitter:
+            emitter.close()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if not load.s3:
+            shutil.rmtree(out, ignore_errors=True)
+    if result.get("count") != load.count:
+        raise RuntimeError(f"{row.label}: handled {result.get('count')} of {load.count} events")
+    return {**result, "sent_per_s": sent, "rate": load.count / result["seconds"]}
+
+
+def report(load: Workload, repeat: int) -> list[dict[str, Any]]:
+    """Print the workload's table (medians over the repetitions) and return its figures."""
+    mib = load.item_bytes / MiB
+    size = f"{load.item_bytes / 1024:.0f} KiB" if load.item_bytes >= 1024 else f"{load.item_bytes} B"
+    print(f"\n### {load.title}: {load.count} events of {size}, {repeat} alternating runs\n")
+    print("| row | events/s (median) | min-max | MiB/s | peak RSS MiB | RSS growth MiB | archivist / row |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    reference = load.rows[0]
+    figures = []
+    for row in load.rows:
+        if not row.runs:
+            print(f"| {row.label} | failed | | | | | |")
+            continue
+        rates = [run["rate"] for run in row.runs]
+        rss = statistics.median(run["peak_rss"] for run in row.runs) / MiB
+        growth = statistics.median(run["peak_rss"] - run["baseline_rss"] for run in row.runs) / MiB
+        paired = [a["rate"] / b["rate"] for a, b in zip(reference.runs, row.runs, strict=False)]
+        ratio = f"{statistics.median(paired):.2f}x" if row is not reference and paired else ""
+        rate = statistics.median(rates)
+        print(
+            f"| {row.label} | {rate:.0f} | {min(rates):.0f}-{max(rates):.0f} | {rate * mib:.1f} | {rss:.0f} | "
+            f"{growth:.0f} | {ratio} |"
+        )
+        figures.append({"workload": load.name, "row": row.label, "events_per_s": rate, "ratio": ratio})
+    sent = [run["sent_per_s"] for run in reference.runs if run["sent_per_s"]]
+    if sent:
+        paired = [run["rate"] / run["sent_per_s"] for run in reference.runs]
+        print(
+            f"\nThe emitter sent a median {statistics.median(sent):.0f} events/s during archivist's runs; archivist "
+            f"kept {statistics.median(paired):.0%} of that rate (median of its runs)."
+        )
+    return figures
+
+
+def scrape(args: argparse.Namespace) -> None:
+    """bench/metrics_scrape.py's measurement, summed up as the ratio of herostools' time to archivist's."""
+    from bench.metrics_scrape import measure
+
+    print(f"\n### Metrics scrape: {args.sources} sources x 10 observables, {args.scrape_repeat} runs each\n")
+    results = measure(args.sources, 10, args.scrape_repeat)
+    print("| implementation | median ms | herostools (logger at WARNING) / this |")
+    print("| --- | ---: | ---: |")
+    medians = {name: statistics.median(durations) * 1000 for name, durations, _ in results}
+    herostools = next(ms for name, ms in medians.items() if "WARNING" in name)
+    for name, ms in medians.items():
+        print(f"| {name} | {ms:.1f} | {herostools / ms:.2f}x |")
+
+
+@contextlib.contextmanager
+def storage(needed: bool) -> Iterator[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+    """The moto S3 server (from bench/zarr_append.py) when a workload needs it: storage_options and boto3 kwargs."""
+    if not needed:
+        yield None, None
+        return
+    with moto_s3() as (_, options):
+        endpoint = options["client_kwargs"]["endpoint_url"]
+        client = {"endpoint_url": endpoint, "aws_access_key_id": "x", "aws_secret_access_key": "x"}
+        yield options, client | {"region_name": "us-east-1"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    names = ["1mib-npy", "16x16-npy", "dict-json", "256kib-s3", "zarr", "scrape"]
+    parser.add_argument("--only", action="append", choices=names, help="run only this workload (repeatable)")
+    parser.add_argument("--repeat", type=int, default=3, help="alternating runs of every row (default 3)")
+    parser.add_argument("--frames-1mib", type=int, default=500)
+    parser.add_argument("--frames-small", type=int, default=3000)
+    parser.add_argument("--dicts", type=int, default=3000)
+    parser.add_argument("--frames-s3", type=int, default=200)
+    parser.add_argument("--frames-zarr", type=int, default=500)
+    parser.add_argument("--sources", type=int, default=1000, help="datasources of the scrape (x 10 observables)")
+    parser.add_argument("--scrape-repeat", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=4, help="archivist's writer threads on local disk")
+    parser.add_argument("--s3-workers", type=int, default=8, help="archivist's writer threads on S3")
+    parser.add_argument("--queue-mib", type=int, default=64, help="archivist's queue_max_bytes, in MiB")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds a row may take for one run")
+    parser.add_argument("--no-herostools", dest="herostools", action="store_false")
+    args = parser.parse_args(argv)
+    args.only = args.only or names
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import logging
+
+    logging.getLogger("archivist").setLevel(logging.WARNING)
+    print("$", shlex.join([".venv/bin/python", "bench/run.py", *sys.argv[1:]]))
+    loads = [load for load in workloads(args) if load.name in args.only]
+    failed = 0
+    with (
+        tempfile.TemporaryDirectory(prefix="archivist-bench-") as tmp,
+        storage(any(load.s3 for load in loads)) as (options, client),
+    ):
+        ctx = {
+            "root": tmp,
+            "scratch": tmp,
+            "timeout": args.timeout,
+            "queue_bytes": args.queue_mib * MiB,
+            "options": options,
+            "boto3": client,
+            "venv": bench_python() if args.herostools and loads else None,
+        }
+        for load in loads:
+            for rep in range(args.repeat):
+                for row in load.rows if rep % 2 == 0 else reversed(load.rows):
+                    try:
+                        row.runs.append(run_row(row, load, rep, ctx | {"root": "s3://bench"} if load.s3 else ctx))
+                    except Exception as exc:  # report it and go on with the other rows
+                        failed += 1
+                        print(f"{load.name} / {row.label}: FAILED: {type(exc).__name__}: {exc}", flush=True)
+            report(load, args.repeat)
+    if "scrape" in args.only:
+        scrape(args)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
