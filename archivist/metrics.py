@@ -185,6 +185,7 @@ _COUNTERS = (
     ("archivist_events_failed", "failed", "Events not written (then spooled)"),
     ("archivist_events_spooled", "spooled", "Events kept in the spool"),
     ("archivist_spool_failures", "spool_failed", "Events that could not even be spooled (lost)"),
+    ("archivist_events_replayed", "replayed", "Spooled events delivered by a replay"),
     ("archivist_write_retries", "retries", "Write attempts retried"),
     ("archivist_files_written", "files_written", "Files written"),
     ("archivist_bytes_written", "bytes_written", "Bytes written"),

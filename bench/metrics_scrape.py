@@ -101,12 +101,12 @@ def _level(logger: logging.Logger, level: int) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _handlers(logger: logging.Logger, handler: logging.Handler) -> Iterator[None]:
-    old = logger.handlers[:]
-    logger.handlers[:] = [handler]
+    old, propagate = logger.handlers[:], logger.propagate
+    logger.handlers[:], logger.propagate = [handler], False  # not also to a handler on the root logger
     try:
         yield
     finally:
-        logger.handlers[:] = old
+        logger.handlers[:], logger.propagate = old, propagate
 
 
 def measure(sources: int, observables: int, repeat: int) -> list[tuple[str, list[float], bytes]]:

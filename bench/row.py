@@ -5,7 +5,7 @@ has herostools and heros but not archivist): ``python bench/row.py '{"kind": ...
 
 Prints ``{"ready": true}`` once subscribed (or, for a write loop, once set up), then reads one line from stdin:
 the ``time.time()`` at which the runner starts the burst. It prints one result line,
-``{"count", "seconds", "peak_rss", "baseline_rss"}`` (RSS in bytes, ``getrusage`` of this process), when it has
+``{"count", "seconds", "peak_rss", "baseline_rss"}`` (RSS in bytes, this process's own VmHWM), when it has
 handled ``count`` events, or after ``timeout`` seconds with the count it reached.
 
 Kinds: ``archivist-npy``, ``archivist-json``, ``zarr append``, ``npy per frame`` (the last two from
@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import resource
 import sys
 import time
 from collections.abc import Callable
@@ -36,7 +35,14 @@ from specs import burst_frame  # noqa: E402
 
 
 def peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    """This process's peak RSS in bytes: VmHWM, the high-water mark of its own memory since exec.
+
+    Not ``getrusage``'s ``ru_maxrss``: Linux carries the forking parent's peak over into it across fork and
+    exec, so a row started by a runner that had grown (moto holding objects) would report the runner's peak.
+    """
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024  # kB
 
 
 def small_dict(index: int) -> dict[str, Any]:

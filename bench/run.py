@@ -1,6 +1,6 @@
 """The benchmark suite: each workload with archivist, herostools where it can do the job, and the raw limits.
 
-Run: ``.venv/bin/python bench/run.py [--repeat 3] [--only 1mib-npy ...] [--no-herostools]`` (``--help`` lists
+Run: ``.venv/bin/python bench/run.py [--repeat 5] [--only 1mib-npy ...] [--no-herostools]`` (``--help`` lists
 every size; ``--only`` runs one workload alone).
 
 Every row runs in a process of its own (bench/row.py), so its peak RSS (``getrusage``) is its own. Streaming rows
@@ -275,7 +275,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     names = ["1mib-npy", "16x16-npy", "dict-json", "256kib-s3", "zarr", "scrape"]
     parser.add_argument("--only", action="append", choices=names, help="run only this workload (repeatable)")
-    parser.add_argument("--repeat", type=int, default=3, help="alternating runs of every row (default 3)")
+    parser.add_argument("--repeat", type=int, default=5, help="alternating runs of every row (default 5)")
     parser.add_argument("--frames-1mib", type=int, default=500)
     parser.add_argument("--frames-small", type=int, default=3000)
     parser.add_argument("--dicts", type=int, default=3000)
@@ -295,9 +295,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # each table as soon as it is measured, also into a file
     import logging
 
-    logging.getLogger("archivist").setLevel(logging.WARNING)
+    for name in ("archivist", "werkzeug"):  # werkzeug: moto's server logs every request
+        logging.getLogger(name).setLevel(logging.WARNING)
     print("$", shlex.join([".venv/bin/python", "bench/run.py", *sys.argv[1:]]))
     loads = [load for load in workloads(args) if load.name in args.only]
     failed = 0

@@ -25,7 +25,7 @@ MiB = 2**20
 
 @pytest.mark.parametrize("when_full", ["block", "spool"])
 def test_burst_into_a_slow_store_loses_nothing(heros_emitter, zenoh_config, zenoh_port, tmp_path, when_full):
-    count, shape, queue_bytes = 240, [512, 1024], 16 * MiB  # 1 MiB frames: 120 MiB in a burst
+    count, shape, queue_bytes = 240, [512, 1024], 16 * MiB  # 1 MiB frames: 240 MiB in a burst
     dest, spool_dir = tmp_path / "dest", tmp_path / "spool"
     arguments = {
         "save_template": f"slow://{dest}/{{{{ frame }}}}.npy",

@@ -1,0 +1,29 @@
+"""The benchmark runner's plumbing, fast: its arguments, and one tiny row run in a process of its own.
+
+No figures are checked: benchmarks run by hand (bench/run.py), never in the test suite.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench import run
+
+
+def test_arguments_choose_workloads_and_sizes() -> None:
+    args = run.parse_args(["--only", "16x16-npy", "--repeat", "1", "--frames-small", "7", "--no-herostools"])
+    (load,) = [load for load in run.workloads(args) if load.name in args.only]
+    assert (load.count, load.shape, load.item_bytes) == (7, [16, 16], 512)
+    assert [row.kind for row in load.rows] == ["archivist-npy", "loop-npy", "subscriber"]
+    assert run.parse_args([]).only == ["1mib-npy", "16x16-npy", "dict-json", "256kib-s3", "zarr", "scrape"]
+
+
+def test_a_write_loop_row_runs_in_its_own_process_and_reports_its_memory(tmp_path: Path) -> None:
+    args = run.parse_args(["--frames-small", "5", "--no-herostools"])
+    load = next(load for load in run.workloads(args) if load.name == "16x16-npy")
+    loop = next(row for row in load.rows if row.kind == "loop-npy")
+    ctx = {"root": str(tmp_path), "scratch": str(tmp_path), "timeout": 30, "queue_bytes": 2**20}
+    result = run.run_row(loop, load, 0, ctx | {"options": None, "boto3": None, "venv": None})
+    assert result["count"] == 5 and result["rate"] > 0
+    assert result["peak_rss"] >= result["baseline_rss"] > 0
+    assert not any((tmp_path / "16x16-npy").iterdir())  # each run's files are removed once it is measured
