@@ -6,7 +6,8 @@ has herostools and heros but not archivist): ``python bench/row.py '{"kind": ...
 Prints ``{"ready": true}`` once subscribed (or, for a write loop, once set up), then reads one line from stdin:
 the ``time.time()`` at which the runner starts the burst. It prints one result line,
 ``{"count", "seconds", "peak_rss", "baseline_rss"}`` (RSS in bytes, this process's own VmHWM), when it has
-handled ``count`` events, or after ``timeout`` seconds with the count it reached.
+handled ``count`` events, or with the count it reached once ``stall`` seconds passed without one more (events
+were lost) or after ``timeout`` seconds; ``seconds`` runs to the last event handled.
 
 Kinds: ``archivist-npy``, ``archivist-json``, ``zarr append``, ``npy per frame`` (the last two from
 bench/zarr_append.py) and ``herostools-npy``, ``herostools-json`` subscribe to the emitter; ``subscriber`` is a
@@ -167,10 +168,13 @@ def main() -> int:
         loop()
         done, finished = spec["count"], time.time()
     else:
-        deadline = time.monotonic() + spec["timeout"]
-        while (done := count()) < spec["count"] and time.monotonic() < deadline:
+        deadline, done, finished = time.monotonic() + spec["timeout"], 0, time.time()
+        while done < spec["count"] and time.monotonic() < deadline:
+            if (now := count()) > done:
+                done, finished = now, time.time()
+            elif time.time() - max(finished, started) > spec["stall"]:
+                break  # nothing more arrives: events were lost on the way (the result says how many)
             time.sleep(0.002)
-        finished = time.time()
     result = {"count": done, "seconds": finished - started, "peak_rss": peak_rss(), "baseline_rss": baseline}
     print(json.dumps(result), flush=True)
     os._exit(0)  # no teardown (heros' joins take seconds): the runner has its figures and removes the files

@@ -181,6 +181,7 @@ def run_row(row: Row, load: Workload, rep: int, ctx: dict[str, Any]) -> dict[str
         "out": out,
         "scratch": ctx["scratch"],
         "timeout": ctx["timeout"],
+        "stall": ctx["stall"],
         "queue_max_bytes": ctx["queue_bytes"],
         "zenoh": loopback_zenoh_config(listen_port=port),
         "options": ctx["options"] if load.s3 else None,
@@ -206,9 +207,9 @@ def run_row(row: Row, load: Workload, rep: int, ctx: dict[str, Any]) -> dict[str
             proc.wait()
         if not load.s3:
             shutil.rmtree(out, ignore_errors=True)
-    if result.get("count") != load.count:
-        raise RuntimeError(f"{row.label}: handled {result.get('count')} of {load.count} events")
-    return {**result, "sent_per_s": sent, "rate": load.count / result["seconds"]}
+    if not result.get("count"):
+        raise RuntimeError(f"{row.label}: handled no event")
+    return {**result, "sent_per_s": sent, "rate": result["count"] / result["seconds"]}
 
 
 def report(load: Workload, repeat: int) -> list[dict[str, Any]]:
@@ -216,13 +217,13 @@ def report(load: Workload, repeat: int) -> list[dict[str, Any]]:
     mib = load.item_bytes / MiB
     size = f"{load.item_bytes / 1024:.0f} KiB" if load.item_bytes >= 1024 else f"{load.item_bytes} B"
     print(f"\n### {load.title}: {load.count} events of {size}, {repeat} alternating runs\n")
-    print("| row | events/s (median) | min-max | MiB/s | peak RSS MiB | RSS growth MiB | archivist / row |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| row | events/s (median) | min-max | MiB/s | peak RSS MiB | RSS growth MiB | archivist / row | lost |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     reference = load.rows[0]
     figures = []
     for row in load.rows:
         if not row.runs:
-            print(f"| {row.label} | failed | | | | | |")
+            print(f"| {row.label} | failed | | | | | | |")
             continue
         rates = [run["rate"] for run in row.runs]
         rss = statistics.median(run["peak_rss"] for run in row.runs) / MiB
@@ -230,9 +231,11 @@ def report(load: Workload, repeat: int) -> list[dict[str, Any]]:
         paired = [a["rate"] / b["rate"] for a, b in zip(reference.runs, row.runs, strict=False)]
         ratio = f"{statistics.median(paired):.2f}x" if row is not reference and paired else ""
         rate = statistics.median(rates)
+        lost = [load.count - run["count"] for run in row.runs]
+        lost_text = f"{sum(lost)} in {sum(1 for n in lost if n)} of {len(lost)} runs" if any(lost) else "0"
         print(
             f"| {row.label} | {rate:.0f} | {min(rates):.0f}-{max(rates):.0f} | {rate * mib:.1f} | {rss:.0f} | "
-            f"{growth:.0f} | {ratio} |"
+            f"{growth:.0f} | {ratio} | {lost_text} |"
         )
         figures.append({"workload": load.name, "row": row.label, "events_per_s": rate, "ratio": ratio})
     sent = [run["sent_per_s"] for run in reference.runs if run["sent_per_s"]]
@@ -287,6 +290,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--s3-workers", type=int, default=8, help="archivist's writer threads on S3")
     parser.add_argument("--queue-mib", type=int, default=64, help="archivist's queue_max_bytes, in MiB")
     parser.add_argument("--timeout", type=float, default=300, help="seconds a row may take for one run")
+    parser.add_argument("--stall", type=float, default=5, help="seconds without an event after which it is lost")
     parser.add_argument("--no-herostools", dest="herostools", action="store_false")
     args = parser.parse_args(argv)
     args.only = args.only or names
@@ -311,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             "root": tmp,
             "scratch": tmp,
             "timeout": args.timeout,
+            "stall": args.stall,
             "queue_bytes": args.queue_mib * MiB,
             "options": options,
             "boto3": client,

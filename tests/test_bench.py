@@ -22,7 +22,7 @@ def test_a_write_loop_row_runs_in_its_own_process_and_reports_its_memory(tmp_pat
     args = run.parse_args(["--frames-small", "5", "--no-herostools"])
     load = next(load for load in run.workloads(args) if load.name == "16x16-npy")
     loop = next(row for row in load.rows if row.kind == "loop-npy")
-    ctx = {"root": str(tmp_path), "scratch": str(tmp_path), "timeout": 30, "queue_bytes": 2**20}
+    ctx = {"root": str(tmp_path), "scratch": str(tmp_path), "timeout": 30, "stall": 5, "queue_bytes": 2**20}
     result = run.run_row(loop, load, 0, ctx | {"options": None, "boto3": None, "venv": None})
     assert result["count"] == 5 and result["rate"] > 0
     assert result["peak_rss"] >= result["baseline_rss"] > 0
