@@ -1,0 +1,105 @@
+"""Does zenoh deliver every reliable sample to a subscriber that holds its receive thread back?
+
+Why archivist never blocks zenoh (docs/reliability.md): a publisher (RELIABLE, CongestionControl.BLOCK, as
+heros' reliable events) sends N samples as fast as it can to a subscriber whose callback takes DELAY seconds on
+zenoh's own thread (``indirect=False``) or that reads a bounded ``FifoChannel``; the script counts what arrives.
+
+Run: ``.venv/bin/python bench/zenoh_backpressure.py [--samples 400] [--size 32768] [--delay 0.01]
+[--mode direct|fifo]``. Both sessions are in this process's children, on 127.0.0.1, multicast scouting off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import zenoh
+
+KEY = "bench/backpressure"
+
+
+def config(listen: int | None = None, connect: int | None = None) -> zenoh.Config:
+    return zenoh.Config.from_json5(
+        json.dumps(
+            {
+                "mode": "peer",
+                "scouting": {"multicast": {"enabled": False}},
+                "listen": {"endpoints": [f"tcp/127.0.0.1:{listen}"] if listen else []},
+                "connect": {"endpoints": [f"tcp/127.0.0.1:{connect}"] if connect else []},
+            }
+        )
+    )
+
+
+def publish(port: int, samples: int, size: int) -> None:
+    with zenoh.open(config(connect=port)) as session:
+        publisher = session.declare_publisher(
+            KEY, reliability=zenoh.Reliability.RELIABLE, congestion_control=zenoh.CongestionControl.BLOCK
+        )
+        while not publisher.matching_status.matching:
+            time.sleep(0.01)
+        payload = os.urandom(size)
+        start = time.monotonic()
+        for i in range(samples):
+            publisher.put(i.to_bytes(4, "big") + payload)
+        print(f"publisher: sent {samples} in {time.monotonic() - start:.2f} s", flush=True)
+        sys.stdin.read()  # stay connected until the subscriber is done
+
+
+def subscribe(port: int, samples: int, size: int, delay: float, mode: str, wait: float) -> list[int]:
+    received: list[int] = []
+
+    def take(sample: zenoh.Sample) -> None:
+        received.append(int.from_bytes(sample.payload.to_bytes()[:4], "big"))
+        time.sleep(delay)
+
+    with zenoh.open(config(listen=port)) as session:
+        if mode == "direct":
+            session.declare_subscriber(KEY, zenoh.handlers.Callback(take, indirect=False))
+        else:
+            subscriber = session.declare_subscriber(KEY, zenoh.handlers.FifoChannel(8))
+            threading.Thread(target=lambda: [take(s) for s in subscriber], daemon=True).start()
+        publisher = subprocess.Popen(
+            [sys.executable, __file__, "--publish", str(port), "--samples", str(samples), "--size", str(size)],
+            stdin=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + samples * delay + wait
+        while len(received) < samples and time.monotonic() < deadline:
+            time.sleep(0.1)
+        publisher.communicate(b"", timeout=30)
+    return received
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=400)
+    parser.add_argument("--size", type=int, default=32768, help="payload bytes per sample")
+    parser.add_argument("--delay", type=float, default=0.01, help="seconds the subscriber takes per sample")
+    parser.add_argument("--mode", choices=["direct", "fifo"], default="direct")
+    parser.add_argument("--wait", type=float, default=10.0, help="seconds to wait for stragglers")
+    parser.add_argument("--publish", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.publish:
+        publish(args.publish, args.samples, args.size)
+        return 0
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    received = subscribe(port, args.samples, args.size, args.delay, args.mode, args.wait)
+    missing = sorted(set(range(args.samples)) - set(received))
+    print(
+        f"subscriber ({args.mode}, {args.delay * 1000:g} ms per sample): received {len(set(received))} of "
+        f"{args.samples} samples of {args.size} bytes; missing {missing[:10]}{' ...' if len(missing) > 10 else ''}"
+    )
+    print(f"command: {sys.executable} {' '.join(sys.argv)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
