@@ -60,6 +60,19 @@ class Written:
     suffixed: bool
 
 
+def write_settings(
+    storage_options: dict[str, Any] | None, on_exists: OnExists, retrying: tenacity.Retrying | None
+) -> tuple[dict[str, Any], OnExists, tenacity.Retrying]:
+    """The arguments every store takes, checked, with their defaults (no options, a single attempt)."""
+    if on_exists not in ON_EXISTS_CHOICES:
+        raise ConfigError(f"on_exists must be one of {', '.join(ON_EXISTS_CHOICES)}, got {on_exists!r}")
+    return (
+        dict(storage_options or {}),
+        on_exists,
+        retrying or tenacity.Retrying(stop=tenacity.stop_after_attempt(1), reraise=True),
+    )
+
+
 class Store:
     """Writes chunks to fsspec URLs; the only place where archivist touches a filesystem."""
 
@@ -70,11 +83,7 @@ class Store:
         on_exists: OnExists = "suffix",
         retrying: tenacity.Retrying | None = None,
     ) -> None:
-        if on_exists not in ON_EXISTS_CHOICES:
-            raise ConfigError(f"on_exists must be one of {', '.join(ON_EXISTS_CHOICES)}, got {on_exists!r}")
-        self._options = dict(storage_options or {})
-        self._on_exists = on_exists
-        self._retrying = retrying or tenacity.Retrying(stop=tenacity.stop_after_attempt(1), reraise=True)
+        self._options, self._on_exists, self._retrying = write_settings(storage_options, on_exists, retrying)
         self._claims: set[str] = set()
         self._claims_lock = threading.Lock()
         self._known_dirs: set[str] = set()

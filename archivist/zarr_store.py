@@ -22,7 +22,7 @@ from zarr.core.sync import sync
 
 from .errors import ArchivistError, ConfigError, DestinationExistsError, PayloadError
 from .route import redact_url
-from .store import ON_EXISTS_CHOICES, OnExists, WriteError, Written, _suffixed
+from .store import OnExists, WriteError, Written, _suffixed, write_settings
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +87,7 @@ class ZarrStore:
         frames_per_chunk: int = 1,
         compressors: Any = "auto",
     ) -> None:
-        if on_exists not in ON_EXISTS_CHOICES:
-            raise ConfigError(f"on_exists must be one of {', '.join(ON_EXISTS_CHOICES)}, got {on_exists!r}")
-        self._options = dict(storage_options or {})
-        self._on_exists = on_exists
-        self._retrying = retrying or tenacity.Retrying(stop=tenacity.stop_after_attempt(1), reraise=True)
+        self._options, self._on_exists, self._retrying = write_settings(storage_options, on_exists, retrying)
         self._frames_per_chunk = frames_per_chunk
         self._compressors = compressors
         # Open append targets (data and metadata arrays) by (store URL, path); their cached shape is the truth
