@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python bench/run.py [--repeat 5] [--only 1mib-npy ...] [--no-herostools]`` (``--help`` lists
 every size; ``--only`` runs one workload alone).
 
-Every row runs in a process of its own (bench/row.py), so its peak RSS (``getrusage``) is its own. Streaming rows
+Every row runs in a process of its own (bench/row.py), so its peak RSS (``VmHWM``) is its own. Streaming rows
 are fed by a real heros emitter process (tests/peers/emitter.py, reliable events) over loopback zenoh (TCP on
 127.0.0.1, multicast scouting off); a run is timed from the burst command until the row has handled every
 event. The limits beside them: a bare zenoh subscriber that only counts samples (the most the link delivers),
