@@ -86,6 +86,9 @@ def hero_session(obj: object, realm: str, zenoh_config: ZenohConfig) -> zenoh.Se
     return session_manager.request_session(obj, realm)
 
 
+RECEIVE_SWITCH_INTERVAL = 0.0005  # seconds
+
+
 def event_key_expr(realm: str, object_selector: str, event_name: str) -> str:
     return f"@object/{realm}/{object_selector}/{event_name}"
 
@@ -96,6 +99,9 @@ class Subscription:
     ``deliver`` runs on zenoh-python's callback thread, which zenoh feeds from a buffer of its own, so
     ``deliver`` may block without stalling zenoh's network thread. (Blocking the network thread itself, with a
     bounded channel or a direct callback, made zenoh 1.9 lose reliable samples: see docs/reliability.md.)
+    That buffer has no bound, so the callback thread must keep up: the first subscription lowers the
+    interpreter's switch interval to ``RECEIVE_SWITCH_INTERVAL``, so that the thread waits at most that long
+    for the GIL while writer threads run Python (at the default 5 ms, a burst of large frames piled up there).
     """
 
     def __init__(
@@ -109,6 +115,7 @@ class Subscription:
         session: zenoh.Session | None = None,
     ) -> None:
         self.key_expr = event_key_expr(realm, object_selector, event_name)
+        sys.setswitchinterval(min(sys.getswitchinterval(), RECEIVE_SWITCH_INTERVAL))
         self._pool_key: str | None = None
         self._finished = threading.Event()
         if session is None:
