@@ -25,8 +25,8 @@ def load_zenoh_config(config: ZenohConfig) -> tuple[zenoh.Config, str]:
     """
     if config is None:
         config = os.environ.get("HEROS_ZENOH_CONFIG")
-        if config is None:
-            return zenoh.Config(), "default"
+        if config is None:  # zenoh's defaults, multicast scouting included, as heros does; tests and the demo
+            return zenoh.Config(), "default"  # always pass a loopback config (127.0.0.1, multicast off)
     try:
         if isinstance(config, dict):
             text = json.dumps(config, sort_keys=True)

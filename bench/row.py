@@ -103,6 +103,7 @@ def herostools_row(spec: dict[str, Any]) -> Callable[[], int]:
 def subscriber_row(spec: dict[str, Any]) -> Callable[[], int]:
     import zenoh
 
+    # spec["zenoh"] is the runner's loopback config (tests/support.loopback_zenoh_config): multicast off, 127.0.0.1
     session = zenoh.open(zenoh.Config.from_json5(json.dumps(spec["zenoh"])))
     ALIVE.append(session)
     received = [0]
