@@ -131,6 +131,8 @@ class Store:
                 attempt.final, attempt.suffixed, stored = self._claim(fs, path, b"".join(chunks) if resume else None)
                 if stored:
                     log.info("%s already holds this data; not stored again", redact_url(self._url(url, attempt)))
+                    if not atomic_put:
+                        self._remove_stale_temporaries(fs, attempt.final)
                     return Written(self._url(url, attempt), sum(len(c) for c in chunks), attempt.suffixed)
             if atomic_put:
                 attempt.in_doubt = True
@@ -152,6 +154,8 @@ class Store:
                 type(fs).clear_instance_cache()  # the next attempt logs in again instead of reusing a dead client
             raise
         self._remove_leftovers(fs)
+        if resume and not atomic_put:
+            self._remove_stale_temporaries(fs, attempt.final)
         final = self._url(url, attempt)
         if attempt.suffixed:
             log.warning("%s exists; wrote %s instead", redact_url(url), redact_url(final))
@@ -212,6 +216,24 @@ class Store:
         if kept:
             with self._leftovers_lock:
                 self._leftovers.extend((fs, path) for path in kept)
+
+    @staticmethod
+    def _remove_stale_temporaries(fs: fsspec.AbstractFileSystem, final: str) -> None:
+        """A resumed write (a replay) removes the temporaries that its event's failed writes left behind.
+
+        The archiver that wrote them may have stopped before the storage came back, so it could not; their
+        names are ``.NAME.ID.partial`` beside the file. One listing of the folder, on replay only.
+        """
+        parent, name = posixpath.split(final)
+        try:
+            entries = fs.ls(parent, detail=False)
+        except Exception:
+            log.debug("could not list %s for temporaries", parent, exc_info=True)
+            return
+        for entry in entries:
+            base = posixpath.basename(entry)
+            if base.startswith(f".{name}.") and base.endswith(".partial"):
+                _remove_quietly(fs, entry)
 
     def _ensure_parent(self, fs: fsspec.AbstractFileSystem, path: str) -> str:
         """Create the parent folder once per store, not once per file; returns the cache key."""

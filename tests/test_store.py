@@ -224,6 +224,19 @@ def test_temporaries_an_outage_left_are_removed_once_the_storage_answers(outage)
     assert _names(folder) == ["b.npy"]
 
 
+def test_a_replay_removes_the_temporaries_its_event_left_behind(outage) -> None:
+    """The archiver whose write failed may be gone by the time the storage answers; the replay tidies up."""
+    folder = f"outage://t-{uuid.uuid4().hex}"
+    outage.failures = {"mv": 1, "rm": 1}
+    with pytest.raises(WriteError):
+        Store().write(f"{folder}/a.npy", [b"a"])
+    fsspec.filesystem("outage").pipe_file(f"{folder}/.b.npy.0123456789ab.partial", b"another event's")
+    assert len(_names(folder)) == 2
+
+    Store().write(f"{folder}/a.npy", [b"a"], resume=True)
+    assert _names(folder) == [".b.npy.0123456789ab.partial", "a.npy"]
+
+
 def test_a_vanished_folder_is_created_again_even_when_reported_as_a_plain_oserror(outage) -> None:
     """smbprotocol reports a missing folder as OSError(ENOENT), not FileNotFoundError."""
     folder = f"outage://t-{uuid.uuid4().hex}"
