@@ -32,6 +32,7 @@ log = logging.getLogger("archivist")
 
 Item = tuple[int | None, dict[str, Any], Any]  # (split index, template context, payload)
 WhenFull = Literal["block", "spool"]
+_STOPPED = "the archiver stopped before this event was written"
 
 
 class EventFailed(Exception):
@@ -355,7 +356,7 @@ class Archiver:
             return True
         left = self._pipeline.close(max(0.0, deadline - time.monotonic()))
         for received in left:
-            self._fail(received, ShutdownError("the archiver stopped before this event was written"))
+            self._fail(received, ShutdownError(_STOPPED))
         buffered = self._close_buffer()
         return not left and not buffered
 
@@ -366,7 +367,7 @@ class Archiver:
             return 0
         count = 0
         while (received := buffer.pop()) is not None:
-            self._fail(received, ShutdownError("the archiver stopped before this event was written"))
+            self._fail(received, ShutdownError(_STOPPED))
             count += 1
         buffer.close()
         return count
