@@ -58,7 +58,11 @@ class Pipeline(Generic[T]):
         self._handle_overflowed = handle_overflowed or handle
         self._overflowed = 0  # items in the overflow
         self._closed = False
-        self._cond = threading.Condition()
+        # One lock, and a condition per kind of waiter, so that each change wakes only who can act on it.
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)  # writers: an item to take, or closed
+        self._room = threading.Condition(self._lock)  # submit without an overflow: room in the queue
+        self._idle = threading.Condition(self._lock)  # drain: nothing queued, buffered or being written
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-writer-{i}", daemon=True) for i in range(workers)
         ]
@@ -70,19 +74,19 @@ class Pipeline(Generic[T]):
 
         Returns True when the item went to the overflow. Raises PipelineClosed once the pipeline is closed.
         """
-        with self._cond:
+        with self._lock:
             if self._overflow is not None and not self._closed and (self._overflowed or self._is_full(nbytes)):
                 self._overflow.append(item)
                 self._overflowed += 1
-                self._cond.notify()
+                self._ready.notify()
                 return True
             while not self._closed and self._is_full(nbytes):
-                self._cond.wait()
+                self._room.wait()
             if self._closed:
                 raise PipelineClosed("pipeline is closed")
             self._items.append((item, nbytes))
             self._bytes += nbytes
-            self._cond.notify_all()
+            self._ready.notify()
             return False
 
     def _is_full(self, nbytes: int) -> bool:
@@ -91,33 +95,33 @@ class Pipeline(Generic[T]):
     @property
     def depth(self) -> tuple[int, int]:
         """Queued events and bytes, not counting those being written or in the overflow."""
-        with self._cond:
+        with self._lock:
             return len(self._items), self._bytes
 
     @property
     def overflowed(self) -> int:
         """Items waiting in the overflow."""
-        with self._cond:
+        with self._lock:
             return self._overflowed
 
     def oldest(self) -> T | None:
         """The item that has waited longest (not being written), or None when the queue is empty."""
-        with self._cond:
+        with self._lock:
             return self._items[0][0] if self._items else None
 
     def is_drained(self) -> bool:
-        with self._cond:
+        with self._lock:
             return not self._items and not self._overflowed and self._busy == 0
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every submitted item has been handled; False if ``timeout`` passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
             while self._items or self._overflowed or self._busy:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._cond.wait(remaining)
+                self._idle.wait(remaining)
             return True
 
     def close(self, timeout: float | None = None) -> list[T]:
@@ -126,31 +130,32 @@ class Pipeline(Generic[T]):
         Items still in the overflow stay there for its owner to take.
         """
         self.drain(timeout)
-        with self._cond:
+        with self._lock:
             self._closed = True
             left = [item for item, _ in self._items]
             self._items.clear()
             self._bytes = self._overflowed = 0
-            self._cond.notify_all()
+            for condition in (self._ready, self._room, self._idle):
+                condition.notify_all()
         for thread in self._threads:
             thread.join()
         return left
 
     def _work(self) -> None:
         while True:
-            with self._cond:
+            with self._lock:
                 while not self._items and not self._overflowed and not self._closed:
-                    self._cond.wait()
+                    self._ready.wait()
                 from_overflow = not self._items
                 if self._items:
                     item, nbytes = self._items.popleft()
                     self._bytes -= nbytes
+                    self._room.notify()
                 elif self._overflowed and not self._closed:
                     self._overflowed -= 1  # the item is read below, outside the lock, not to hold up submit
                 else:
                     return
                 self._busy += 1
-                self._cond.notify_all()
             try:
                 if from_overflow:
                     item = self._overflow.pop()
@@ -160,6 +165,7 @@ class Pipeline(Generic[T]):
             except Exception:  # a writer thread must survive anything a handler lets through
                 log.exception("unhandled error while archiving an event")
             finally:
-                with self._cond:
+                with self._lock:
                     self._busy -= 1
-                    self._cond.notify_all()
+                    if not self._items and not self._overflowed and not self._busy:
+                        self._idle.notify_all()

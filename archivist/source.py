@@ -14,6 +14,7 @@ import zenoh
 
 from .errors import ConfigError
 from .event import Received
+from .tuning import tune_for_streaming
 
 ZenohConfig = str | os.PathLike[str] | dict[str, Any] | None
 
@@ -86,9 +87,6 @@ def hero_session(obj: object, realm: str, zenoh_config: ZenohConfig) -> zenoh.Se
     return session_manager.request_session(obj, realm)
 
 
-RECEIVE_SWITCH_INTERVAL = 0.0005  # seconds
-
-
 def event_key_expr(realm: str, object_selector: str, event_name: str) -> str:
     return f"@object/{realm}/{object_selector}/{event_name}"
 
@@ -99,9 +97,8 @@ class Subscription:
     ``deliver`` runs on zenoh-python's callback thread, which zenoh feeds from a buffer of its own, so
     ``deliver`` may block without stalling zenoh's network thread. (Blocking the network thread itself, with a
     bounded channel or a direct callback, made zenoh 1.9 lose reliable samples: see docs/reliability.md.)
-    That buffer has no bound, so the callback thread must keep up: the first subscription lowers the
-    interpreter's switch interval to ``RECEIVE_SWITCH_INTERVAL``, so that the thread waits at most that long
-    for the GIL while writer threads run Python (at the default 5 ms, a burst of large frames piled up there).
+    That buffer has no bound, so the process must keep up: each subscription applies
+    :func:`archivist.tuning.tune_for_streaming`.
     """
 
     def __init__(
@@ -115,7 +112,7 @@ class Subscription:
         session: zenoh.Session | None = None,
     ) -> None:
         self.key_expr = event_key_expr(realm, object_selector, event_name)
-        sys.setswitchinterval(min(sys.getswitchinterval(), RECEIVE_SWITCH_INTERVAL))
+        tune_for_streaming()
         self._pool_key: str | None = None
         self._finished = threading.Event()
         if session is None:
