@@ -39,6 +39,7 @@ class DiskBuffer:
         self._lock = threading.Lock()
         self._lock_file: IO[str] | None = None
         self._write_fd: int | None = None
+        self._read_fd: int | None = None
         self._count = 0
         self._read_segment = self._read_offset = self._write_segment = self._write_size = 0
 
@@ -63,26 +64,41 @@ class DiskBuffer:
             self._count += 1
 
     def pop(self) -> Received | None:
-        """The oldest event, or None when the buffer is empty."""
+        """The oldest event, or None when the buffer is empty.
+
+        Only the record's header is read under the lock; its payload is read after, from a duplicate of the
+        segment's descriptor (which outlives the segment's removal), so ``append`` never waits for that read.
+        """
         with self._lock:
             if self._count == 0:
                 return None
             while self._read_offset >= self._segment_size(self._read_segment):
+                self._close_reader()
                 self._path(self._read_segment).unlink()  # read to its end, and the writer has moved on
                 self._read_segment, self._read_offset = self._read_segment + 1, 0
-            with open(self._path(self._read_segment), "rb", buffering=0) as file:
-                file.seek(self._read_offset)
-                length, key_length, received_at = _HEADER.unpack(file.read(_HEADER.size))
-                key, raw = file.read(key_length).decode(), file.read(length)
-            self._read_offset += _HEADER.size + key_length + length
+            if self._read_fd is None:
+                self._read_fd = os.open(self._path(self._read_segment), os.O_RDONLY)
+            offset = self._read_offset + _HEADER.size
+            length, key_length, received_at = _HEADER.unpack(
+                os.pread(self._read_fd, _HEADER.size, offset - _HEADER.size)
+            )
+            self._read_offset = offset + key_length + length
             self._count -= 1
+            fd = os.dup(self._read_fd)
             if self._count == 0:  # start the files again, so they never grow without end
+                self._close_reader()
                 os.close(self._write_fd)
                 for segment in range(self._read_segment, self._write_segment + 1):
                     self._path(segment).unlink()
                 self._read_segment = self._read_offset = self._write_segment = self._write_size = 0
                 self._write_fd = self._open_segment(0)
-            return Received(key, raw, received_at)
+        try:
+            key, raw = os.pread(fd, key_length, offset), os.pread(fd, length, offset + key_length)
+        finally:
+            os.close(fd)
+        if len(key) != key_length or len(raw) != length:
+            raise OSError(f"disk buffer {self.directory}: record at {offset} is cut short")
+        return Received(key.decode(), raw, received_at)
 
     def oldest_received_at(self) -> float | None:
         """When the oldest event in the buffer was received, or None when it is empty."""
@@ -100,12 +116,18 @@ class DiskBuffer:
         with self._lock:
             if self._write_fd is None:
                 return
+            self._close_reader()
             os.close(self._write_fd)
             self._write_fd = None
             if self._count == 0:
                 _remove(self.directory)
             if self._lock_file is not None:
                 self._lock_file.close()
+
+    def _close_reader(self) -> None:
+        if self._read_fd is not None:
+            os.close(self._read_fd)
+            self._read_fd = None
 
     def _segment_size(self, segment: int) -> int:
         return self._write_size if segment == self._write_segment else self._path(segment).stat().st_size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import posixpath
 import threading
 import uuid
@@ -88,6 +89,8 @@ class Store:
         self._claims_lock = threading.Lock()
         self._known_dirs: set[str] = set()
         self._connect_lock = threading.Lock()
+        self._resolved = threading.local()  # per thread, as fsspec makes its filesystem instances
+        self._generation = 0  # bumped when a filesystem failed, so every thread resolves its URLs again
         # Temporary files that failed writes could not remove (the storage was gone), removed later.
         self._leftovers: list[tuple[fsspec.AbstractFileSystem, str]] = []
         self._leftovers_lock = threading.Lock()
@@ -121,12 +124,11 @@ class Store:
 
     def _write_once(self, url: str, chunks: Chunks, attempt: _Attempt, resume: bool) -> Written:
         attempt.count += 1
-        with self._connect_lock:  # some clients (smbprotocol) race when several threads log in at once
-            fs, path = fsspec.url_to_fs(url, **self._options)
+        fs, path, folder = self._resolve(url)
         atomic_put = _protocol(fs) in _ATOMIC_PUT_PROTOCOLS
-        parent = ""
         try:
-            parent = "" if atomic_put else self._ensure_parent(fs, path)
+            if not atomic_put:
+                self._ensure_parent(fs, path, folder)
             if attempt.final is None:
                 attempt.final, attempt.suffixed, stored = self._claim(fs, path, b"".join(chunks) if resume else None)
                 if stored:
@@ -149,9 +151,10 @@ class Store:
             raise
         except Exception as exc:
             if _is_missing(exc):
-                self._known_dirs.discard(parent)  # the folder vanished: the next attempt creates it again
+                self._known_dirs.discard(folder)  # the folder vanished: the next attempt creates it again
             else:
                 type(fs).clear_instance_cache()  # the next attempt logs in again instead of reusing a dead client
+                self._generation += 1
             raise
         self._remove_leftovers(fs)
         if resume and not atomic_put:
@@ -235,15 +238,27 @@ class Store:
             if base.startswith(f".{name}.") and base.endswith(".partial"):
                 _remove_quietly(fs, entry)
 
-    def _ensure_parent(self, fs: fsspec.AbstractFileSystem, path: str) -> str:
-        """Create the parent folder once per store, not once per file; returns the cache key."""
-        key = fs.unstrip_protocol(posixpath.dirname(path))
-        if key not in self._known_dirs:
+    def _resolve(self, url: str) -> tuple[fsspec.AbstractFileSystem, str, str]:
+        """(filesystem, path, folder URL) of ``url``: fsspec resolves each folder once per thread, not each file."""
+        folder, _, name = url.rpartition("/")
+        local = self._resolved
+        if getattr(local, "generation", None) != self._generation or len(local.folders) >= _KNOWN_DIRS_LIMIT:
+            local.folders, local.generation = {}, self._generation
+        if (known := local.folders.get(folder)) is not None:
+            fs, parent = known
+            return fs, posixpath.join(parent, name), folder
+        with self._connect_lock:  # some clients (smbprotocol) race when several threads log in at once
+            fs, path = fsspec.url_to_fs(url, **self._options)
+        local.folders[folder] = (fs, posixpath.dirname(path))
+        return fs, path, folder
+
+    def _ensure_parent(self, fs: fsspec.AbstractFileSystem, path: str, folder: str) -> None:
+        """Create the parent folder once per store, not once per file."""
+        if folder not in self._known_dirs:
             fs.makedirs(posixpath.dirname(path), exist_ok=True)
             if len(self._known_dirs) >= _KNOWN_DIRS_LIMIT:
                 self._known_dirs.clear()
-            self._known_dirs.add(key)
-        return key
+            self._known_dirs.add(folder)
 
     def _claim(self, fs: fsspec.AbstractFileSystem, path: str, data: bytes | None) -> tuple[str, bool, bool]:
         """Reserve the name to write: (name, suffixed, already stored).
@@ -304,7 +319,10 @@ def _exists(fs: fsspec.AbstractFileSystem, path: str) -> bool:
     retry (which replaces the name it claimed) could then overwrite another event's file.
     """
     try:
-        fs.info(path)
+        if _protocol(fs) in _LOCAL_PROTOCOLS:
+            os.lstat(path)  # what fs.info does first, without building its answer
+        else:
+            fs.info(path)
     except Exception as exc:
         if _is_missing(exc):
             return False
