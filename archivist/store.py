@@ -27,6 +27,7 @@ ON_EXISTS_CHOICES: tuple[OnExists, ...] = ("suffix", "overwrite", "error")
 # Backends where a single put is already atomic (the object appears whole or not at all) and rename is a copy.
 _ATOMIC_PUT_PROTOCOLS = frozenset({"memory", "s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "oci", "oss"})
 _LOCAL_PROTOCOLS = frozenset({"file", "local"})
+_S3_PROTOCOLS = frozenset({"s3", "s3a"})
 _KNOWN_DIRS_LIMIT = 10_000
 _LEFTOVERS_LIMIT = 10_000
 
@@ -137,8 +138,10 @@ class Store:
                         self._remove_stale_temporaries(fs, attempt.final)
                     return Written(self._url(url, attempt), sum(len(c) for c in chunks), attempt.suffixed)
             if atomic_put:
+                # On S3 the put itself refuses a taken name (If-None-Match), unless it may replace it.
+                create = _protocol(fs) in _S3_PROTOCOLS and self._on_exists != "overwrite" and not attempt.in_doubt
                 attempt.in_doubt = True
-                fs.pipe_file(attempt.final, b"".join(chunks))
+                fs.pipe_file(attempt.final, b"".join(chunks), **({"mode": "create"} if create else {}))
             else:
                 # Replace only what this write may itself have published in an attempt whose outcome is unknown.
                 replace = self._on_exists == "overwrite" or attempt.in_doubt
@@ -321,6 +324,9 @@ def _exists(fs: fsspec.AbstractFileSystem, path: str) -> bool:
     try:
         if _protocol(fs) in _LOCAL_PROTOCOLS:
             os.lstat(path)  # what fs.info does first, without building its answer
+        elif _protocol(fs) in _S3_PROTOCOLS:  # s3fs's info lists the prefix after a 404 (a folder?): a request more
+            bucket, key, _ = fs.split_path(path)
+            fs.call_s3("head_object", Bucket=bucket, Key=key)
         else:
             fs.info(path)
     except Exception as exc:
