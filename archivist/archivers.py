@@ -272,7 +272,6 @@ class Archiver:
         pending: list[int] | None = None,
     ) -> None:
         kind = type(error).__name__
-        self._stats.add(failed=1)
         self._stats.error(kind)
         try:
             path = self._spool.put(
@@ -291,7 +290,7 @@ class Archiver:
                 )
             )
         except Exception:  # the event is now only in this log line: say so as loudly as possible
-            self._stats.add(spool_failed=1)
+            self._stats.add(failed=1, spool_failed=1)
             log.critical(
                 "%s: event from %s not archived (%s: %s) and could not be spooled to %s",
                 self.name,
@@ -302,7 +301,7 @@ class Archiver:
                 exc_info=True,
             )
             return
-        self._stats.add(spooled=1)
+        self._stats.add(failed=1, spooled=1)  # counted once spooled, so a reader of "failed" finds the entry
         log.error(
             "%s: event from %s not archived: %s: %s; kept in the spool as %s",
             self.name,

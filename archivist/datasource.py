@@ -36,7 +36,9 @@ class RecordError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One validated record. ``value``/``unit`` are the calibrated ones when ``calibrated``, else the raw ones."""
+    """One validated record. ``value``/``unit`` are the calibrated ones when ``calibrated``, else the raw ones;
+    ``number``/``raw_number`` are those values as floats (None if not numeric), converted once on arrival, not
+    at every scrape."""
 
     id: str
     time: float
@@ -47,6 +49,8 @@ class Reading:
     inbound: int
     calibrated: bool
     record: dict[str, Any]
+    number: float | None
+    raw_number: float | None
 
 
 def numeric(value: Any) -> float | None:
@@ -80,16 +84,19 @@ def parse_record(record: Any) -> Reading:
     if not isinstance(calibrated, bool):
         raise RecordError("wrong_type", f"{ident!r:.80}: calibrated must be a bool, got {calibrated!r:.80}")
     raw_value = record.get("raw_value")
+    value = record.get("value") if calibrated else raw_value
     return Reading(
         id=ident,
         time=float(when),
-        value=record.get("value") if calibrated else raw_value,
+        value=value,
         unit=unit if calibrated else raw_unit,
         raw_value=raw_value,
         raw_unit=raw_unit,
         inbound=inbound,
         calibrated=calibrated,
         record=record,
+        number=numeric(value),
+        raw_number=numeric(raw_value),
     )
 
 
@@ -119,8 +126,8 @@ class DatasourceCache:
                 except RecordError as exc:
                     self._skip_locked(source, exc.reason, str(exc))
                     continue
-                if (numeric(reading.value) is None and reading.value is not None) or (
-                    numeric(reading.raw_value) is None and reading.raw_value is not None
+                if (reading.number is None and reading.value is not None) or (
+                    reading.raw_number is None and reading.raw_value is not None
                 ):
                     self._skip_locked(source, "non_numeric_value", f"{reading.id!r:.80}: value is not a number")
                 previous = readings.get(reading.id)
@@ -153,10 +160,10 @@ class DatasourceCache:
         self._warned.add((source, reason))
         log.log(level, "observable_data from %r: record skipped (%s): %s", source, reason, message)
 
-    def readings(self) -> list[tuple[str, Reading]]:
-        """Every cached (source, reading), a snapshot."""
+    def readings(self) -> list[tuple[str, list[Reading]]]:
+        """Every cached reading, a snapshot, per source (one list each, not one object per reading to collect)."""
         with self._lock:
-            return [(source, reading) for source, by_id in self._readings.items() for reading in by_id.values()]
+            return [(source, list(by_id.values())) for source, by_id in self._readings.items()]
 
     def records(self) -> dict[str, tuple[dict[str, Any], ...]]:
         """The cached records as received, per source (herostools' ``get_cache()`` shape)."""

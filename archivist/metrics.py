@@ -1,17 +1,18 @@
 """Prometheus collectors: datasource readings (herostools' series) and every live archiver's own counters.
 
 Collectors only yield metric families at scrape time, from the cache and from ``Archiver.stats()``; exposition
-and escaping are prometheus_client's, serving is :mod:`archivist.metrics_server`'s.
+and escaping are prometheus_client's, serving is :mod:`archivist.metrics_server`'s. Per-reading work is kept out
+of the scrape: values are converted when a reading arrives, names and labels made once per distinct series.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 import threading
 import time
 import weakref
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-from .datasource import NO_UNIT, DatasourceCache, numeric
+from .datasource import NO_UNIT, DatasourceCache, Reading
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ _DATASOURCE_HELP = {  # short: every series is a family of its own, so this text
 }
 
 
-@functools.lru_cache(maxsize=65536)  # every scrape names every series again
 def metric_name(text: str) -> str:
     """herostools' series name: lower case, every run of characters outside ``[a-z0-9]`` one ``_``, no ``_`` at
     either end; a leading digit gets a ``_`` in front, since a Prometheus name cannot start with one."""
@@ -61,6 +61,9 @@ def check_labels(labels: dict[str, Any] | None) -> dict[str, str]:
         if not isinstance(name, str) or not LABEL_NAME.match(name) or name.startswith("__"):
             raise ConfigError(f"labels: {name!r} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)")
     return {name: str(value) for name, value in labels.items()}
+
+
+_Series = tuple[tuple[str, str, dict[str, str]], ...]  # (name, help, labels) of inbound, value and raw_value
 
 
 class DatasourceCollector(Collector):
@@ -87,35 +90,57 @@ class DatasourceCollector(Collector):
         self.max_age = max_age
         self.timestamps = bool(timestamps)
         self.name = name
+        self._known: dict[tuple[str, str, str, str], _Series] = {}  # (source, id, unit, raw_unit) -> series
+
+    def _series(self, source: str, ident: str, unit: str, raw_unit: str) -> _Series:
+        base = metric_name(f"{source}_{ident}")
+        labels = self.labels | {"prefix": source, "key": ident}
+        return tuple(
+            (f"{base}_{kind}", _DATASOURCE_HELP[kind], labels if u == NO_UNIT else labels | {"unit": unit_label(u)})
+            for kind, u in (("inbound", NO_UNIT), ("value", unit), ("raw_value", raw_unit))
+        )
 
     def collect(self) -> Iterator[Metric]:
-        now = time.time()
-        families: dict[str, GaugeMetricFamily] = {}
+        now, max_age, timestamps = time.time(), self.max_age, self.timestamps
+        known, seen = self._known, {}
+        fresh: list[Reading] = []
+        named: list[_Series] = []  # the series of each fresh reading
         stale = 0
+        for source, readings in self.cache.readings():
+            for reading in readings:
+                if max_age is not None and abs(now - reading.time) > max_age:
+                    stale += 1
+                    continue
+                key = (source, reading.id, reading.unit, reading.raw_unit)
+                seen[key] = series = known.get(key) or self._series(*key)
+                named.append(series)
+                fresh.append(reading)
+        self._known = seen  # only the series of readings still cached are kept
 
-        def add(name: str, kind: str, labels: dict[str, str], value: float, timestamp: float | None) -> None:
-            family = families.get(name)
-            if family is None:
-                family = families[name] = GaugeMetricFamily(name, _DATASOURCE_HELP[kind], labels=())
-            family.samples.append(Sample(name, labels, value, timestamp))
+        def samples() -> Iterator[tuple[str, str, Sample]]:
+            for series, reading in zip(named, fresh, strict=True):
+                timestamp = reading.time if timestamps else None
+                numbers = (float(reading.inbound), reading.number, reading.raw_number)
+                for (name, documentation, labels), number in zip(series, numbers, strict=True):
+                    if number is not None:
+                        yield name, documentation, Sample(name, labels, number, timestamp)
 
-        for source, reading in self.cache.readings():
-            if self.max_age is not None and abs(now - reading.time) > self.max_age:
-                stale += 1
-                continue
-            base = metric_name(f"{source}_{reading.id}")
-            labels = self.labels | {"prefix": source, "key": reading.id}
-            timestamp = reading.time if self.timestamps else None
-            add(f"{base}_inbound", "inbound", labels, float(reading.inbound), timestamp)
-            for kind, value, unit in (
-                ("value", reading.value, reading.unit),
-                ("raw_value", reading.raw_value, reading.raw_unit),
-            ):
-                number = numeric(value)
-                if number is not None:
-                    with_unit = labels if unit == NO_UNIT else labels | {"unit": unit_label(unit)}
-                    add(f"{base}_{kind}", kind, with_unit, number, timestamp)
-        yield from families.values()
+        # Families are made as the exposition asks for them, so that each is freed once written: 30,000 families
+        # alive at once would make every scrape pay a full garbage collection. Names can collide (herostools'
+        # names do): such a family holds every sample of its name, in the place of its first.
+        counts = Counter(name for series in named for name, _, _ in series)
+        shared: dict[str, Metric] = {}
+        if len(counts) < 3 * len(named):
+            for name, documentation, sample in samples():
+                if counts[name] > 1:
+                    shared.setdefault(name, Metric(name, documentation, "gauge")).samples.append(sample)
+        for name, documentation, sample in samples():
+            if counts[name] == 1:
+                family = Metric(name, documentation, "gauge")
+                family.samples.append(sample)
+                yield family
+            elif name in shared:
+                yield shared.pop(name)
 
         skipped = CounterMetricFamily(
             "archivist_datasource_records_skipped",

@@ -3,11 +3,13 @@
 Run: ``.venv/bin/python bench/metrics_scrape.py [--sources 1000] [--observables 10] [--repeat 20]``
 
 archivist is timed twice: building the exposition (``generate_latest`` on the collector) and a whole scrape, an
-HTTP GET of the running endpoint on 127.0.0.1. herostools is timed in its own request handler
-(``_http_handle_metrics``, which builds the text and the aiohttp response) on a cache holding the very same
-records. herostools is not a dependency of archivist: its wheel is fetched with ``pip download --no-deps`` into
-``$TMPDIR/archivist-bench-herostools`` and only its ``statemachine`` module is loaded (it needs aiohttp and heros,
-both in the test environment); the object is made without ``__init__``, so no zenoh session and no server start.
+HTTP GET of the running endpoint on 127.0.0.1; beside them, prometheus_client's part alone: ``generate_latest`` of
+the same families built beforehand, the floor of any collector that leaves the exposition to it. herostools is
+timed in its own request handler (``_http_handle_metrics``, which builds the text and the aiohttp response) on a
+cache holding the very same records. herostools is not a dependency of archivist: its wheel is fetched with
+``pip download --no-deps`` into ``$TMPDIR/archivist-bench-herostools`` and only its ``statemachine`` module is
+loaded (it needs aiohttp and heros, both in the test environment); the object is made without ``__init__``, so no
+zenoh session and no server start.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from archivist.datasource import DatasourceCache
 from archivist.metrics import DatasourceCollector, metrics_registry
@@ -72,6 +76,16 @@ def fill(cache: DatasourceCache, sources: int, observables: int) -> None:
             for o in range(observables)
         ]
         cache.update(f"lab/device-{s:04d}", records)
+
+
+class Prebuilt(Collector):
+    """Families collected once, yielded again at every scrape: what is left to time is the exposition."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
 
 
 def timed(function: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
@@ -130,6 +144,10 @@ def measure(sources: int, observables: int, repeat: int) -> list[tuple[str, list
     }
     theirs._global_labels = dict(LABELS)
 
+    def exposition_alone() -> tuple[list[float], bytes]:  # the families live only while this row is timed
+        prebuilt = metrics_registry(Prebuilt(list(registry.collect())))
+        return timed(lambda: generate_latest(prebuilt), repeat)
+
     def herostools_scrape() -> bytes:
         return asyncio.run(theirs._http_handle_metrics(None)).body
 
@@ -146,6 +164,7 @@ def measure(sources: int, observables: int, repeat: int) -> list[tuple[str, list
         return [
             ("archivist: exposition (generate_latest)", *timed(lambda: generate_latest(registry), repeat)),
             ("archivist: HTTP GET on 127.0.0.1", *timed(http_get, repeat)),
+            ("prometheus_client alone: `generate_latest` of the same families, built beforehand", *exposition_alone()),
             ("herostools: `_http_handle_metrics`, its logger at WARNING", *timed(herostools_quiet, repeat)),
             ("herostools: the same, as shipped (INFO log)", *timed(herostools_as_shipped, repeat)),
         ]
