@@ -2,10 +2,11 @@
 
 Why archivist never blocks zenoh (docs/reliability.md): a publisher (RELIABLE, CongestionControl.BLOCK, as
 heros' reliable events) sends N samples as fast as it can to a subscriber whose callback takes DELAY seconds on
-zenoh's own thread (``indirect=False``) or that reads a bounded ``FifoChannel``; the script counts what arrives.
+zenoh's own thread (``indirect=False``), on zenoh-python's callback thread (``indirect``, what archivist uses; fed
+by zenoh's default FIFO of 256 samples), or that reads a bounded ``FifoChannel``; the script counts what arrives.
 
 Run: ``.venv/bin/python bench/zenoh_backpressure.py [--samples 400] [--size 32768] [--delay 0.01]
-[--mode direct|fifo]``. Both sessions are in this process's children, on 127.0.0.1, multicast scouting off.
+[--mode direct|indirect|fifo]``. Both sessions are in this process's children, on 127.0.0.1, multicast scouting off.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ def subscribe(port: int, samples: int, size: int, delay: float, mode: str, wait:
         time.sleep(delay)
 
     with zenoh.open(config(listen=port)) as session:
-        if mode == "direct":
-            session.declare_subscriber(KEY, zenoh.handlers.Callback(take, indirect=False))
+        if mode in ("direct", "indirect"):
+            session.declare_subscriber(KEY, zenoh.handlers.Callback(take, indirect=mode == "indirect"))
         else:
             subscriber = session.declare_subscriber(KEY, zenoh.handlers.FifoChannel(8))
             threading.Thread(target=lambda: [take(s) for s in subscriber], daemon=True).start()
@@ -81,7 +82,7 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=400)
     parser.add_argument("--size", type=int, default=32768, help="payload bytes per sample")
     parser.add_argument("--delay", type=float, default=0.01, help="seconds the subscriber takes per sample")
-    parser.add_argument("--mode", choices=["direct", "fifo"], default="direct")
+    parser.add_argument("--mode", choices=["direct", "indirect", "fifo"], default="direct")
     parser.add_argument("--wait", type=float, default=10.0, help="seconds to wait for stragglers")
     parser.add_argument("--publish", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -106,6 +106,32 @@ def test_colliding_names_are_one_family() -> None:
     assert 'a_b_c_raw_value{key="c",prefix="a-b"} 1.0' in text and 'a_b_c_raw_value{key="b_c",prefix="a"} 2.0' in text
 
 
+def test_colliding_names_of_different_kinds_are_one_family_in_the_place_of_the_first() -> None:
+    cache, now = DatasourceCache(), time.time()
+    cache.update("p", [reading("x_raw", now, None, value=1.0, calibrated=True), reading("x", now, 2.0)])
+    text = generate_latest(metrics_registry(DatasourceCollector(cache))).decode()
+    families = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
+    assert families[:4] == ["p_x_raw_inbound", "p_x_raw_value", "p_x_inbound", "p_x_value"]
+    assert "# HELP p_x_raw_value HEROS datasource value\n" in text  # the first series' help
+    assert 'p_x_raw_value{key="x_raw",prefix="p"} 1.0\np_x_raw_value{key="x",prefix="p"} 2.0\n' in text
+
+
+def test_series_follow_their_readings_from_one_scrape_to_the_next() -> None:
+    cache, now = DatasourceCache(), time.time()
+    collector = DatasourceCollector(cache, labels={"lab": "B1"})
+    cache.update("dev", [reading("t", now, 1.0, raw_unit="µA")])
+    key = {"lab": "B1", "prefix": "dev", "key": "t"}
+    assert samples(collector)[("dev_t_raw_value", frozenset((key | {"unit": "uA"}).items()))] == (1.0, None)
+    cache.update("dev", [reading("t", now + 1, 2.0, raw_unit="None")])  # a new unit: the labels change with it
+    exposed = samples(collector)
+    assert exposed[("dev_t_raw_value", frozenset(key.items()))] == (2.0, None)
+    assert not any(labels == frozenset((key | {"unit": "uA"}).items()) for _, labels in exposed)
+    cache.update("dev", [reading("t", now + 2, "text")])  # no longer a number: no raw_value series
+    assert not any(name == "dev_t_raw_value" for name, _ in samples(collector))
+    cache.clear()
+    assert not any(name.startswith("dev_") for name, _ in samples(collector))
+
+
 @pytest.mark.parametrize("labels", [{"bad-name": "x"}, {"__reserved": "x"}, {"1st": "x"}, ["lab"]])
 def test_global_label_names_are_checked(labels: object) -> None:
     with pytest.raises(ConfigError, match="label"):
