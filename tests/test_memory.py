@@ -3,8 +3,8 @@
 The backlog beyond the queue bound goes to the disk buffer, in order; with ``when_full="spool"`` the writers
 move it to the spool. The bound on the process's peak RSS growth (docs/reliability.md) is the queue bound, plus
 what zenoh-python may hold before its callback thread (its FIFO of ``ZENOH_CHANNEL`` samples), plus three
-frames per writer (the sample, its decoded copy, its encoding), plus a fixed overhead; the burst is more than twice that, so a backlog
-kept in memory would fail the test.
+frames per writer (the sample, its decoded copy, its encoding), plus a fixed overhead; the burst is more than
+twice that, so a backlog kept in memory would fail the test.
 """
 
 from __future__ import annotations
