@@ -261,6 +261,9 @@ class LiveCollectors(Collector):
     def collect(self) -> Iterator[Metric]:
         with _lock:
             collectors = list(_collectors)
+        if len(collectors) == 1:  # the usual case: nothing to merge, and each family is freed once written
+            yield from collectors[0].collect()
+            return
         merged: dict[str, Metric] = {}
         seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         for collector in collectors:

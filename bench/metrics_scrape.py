@@ -36,7 +36,13 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from archivist.datasource import DatasourceCache
-from archivist.metrics import DatasourceCollector, metrics_registry
+from archivist.metrics import (
+    DatasourceCollector,
+    LiveCollectors,
+    metrics_registry,
+    register_collector,
+    unregister_collector,
+)
 from archivist.metrics_server import MetricsServer
 
 HEROSTOOLS_DIR = Path(tempfile.gettempdir()) / "archivist-bench-herostools"  # outside the repository
@@ -127,7 +133,10 @@ def measure(sources: int, observables: int, repeat: int) -> list[tuple[str, list
     """Each implementation's scrape durations (seconds) and body, on one cache of ``sources x observables``."""
     cache = DatasourceCache()
     fill(cache, sources, observables)
-    registry = metrics_registry(DatasourceCollector(cache, labels=LABELS))
+    collector = DatasourceCollector(cache, labels=LABELS)
+    registry = metrics_registry(collector)
+    register_collector(collector)  # what a running state machine does: `archivist run --metrics-port` serves it
+    every_state_machine = metrics_registry(LiveCollectors())
     server = MetricsServer(registry, port=0, bind_address="127.0.0.1")
 
     def http_get() -> bytes:
@@ -164,11 +173,16 @@ def measure(sources: int, observables: int, repeat: int) -> list[tuple[str, list
         return [
             ("archivist: exposition (generate_latest)", *timed(lambda: generate_latest(registry), repeat)),
             ("archivist: HTTP GET on 127.0.0.1", *timed(http_get, repeat)),
+            (
+                "archivist: `run --metrics-port`'s collector of every state machine (generate_latest)",
+                *timed(lambda: generate_latest(every_state_machine), repeat),
+            ),
             ("prometheus_client alone: `generate_latest` of the same families, built beforehand", *exposition_alone()),
             ("herostools: `_http_handle_metrics`, its logger at WARNING", *timed(herostools_quiet, repeat)),
             ("herostools: the same, as shipped (INFO log)", *timed(herostools_as_shipped, repeat)),
         ]
     finally:
+        unregister_collector(collector)
         server.close()
 
 

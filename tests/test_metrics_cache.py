@@ -7,10 +7,18 @@ import time
 import cbor2
 import pytest
 from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from archivist import ConfigError, Received
 from archivist.datasource import DatasourceCache
-from archivist.metrics import DatasourceCollector, metric_name, metrics_registry
+from archivist.metrics import (
+    DatasourceCollector,
+    LiveCollectors,
+    metric_name,
+    metrics_registry,
+    register_collector,
+    unregister_collector,
+)
 
 
 def reading(ident: str, when: float, raw_value: object, **extra: object) -> dict[str, object]:
@@ -136,3 +144,23 @@ def test_series_follow_their_readings_from_one_scrape_to_the_next() -> None:
 def test_global_label_names_are_checked(labels: object) -> None:
     with pytest.raises(ConfigError, match="label"):
         DatasourceCollector(DatasourceCache(), labels=labels)
+
+
+def test_one_endpoint_for_two_state_machines_shows_each_series_once() -> None:
+    """``archivist run --metrics-port`` serves every state machine; a series two of them cache appears once."""
+    now, first, second = time.time(), DatasourceCache(), DatasourceCache()
+    first.update("dev", [reading("t", now, 1.0)])
+    second.update("dev", [reading("t", now, 1.0)])
+    second.update("other", [reading("p", now, 2.0)])
+    collectors = [DatasourceCollector(first, name="a"), DatasourceCollector(second, name="b")]
+    for collector in collectors:
+        register_collector(collector)
+    try:
+        text = generate_latest(metrics_registry(LiveCollectors())).decode()
+    finally:
+        for collector in collectors:
+            unregister_collector(collector)
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    assert [sample.value for sample in families["dev_t_raw_value"].samples] == [1.0]
+    assert [sample.value for sample in families["other_p_raw_value"].samples] == [2.0]
+    assert text.count("# TYPE dev_t_raw_value gauge") == 1
