@@ -1,6 +1,6 @@
 """archivist: archive HEROS event streams into any fsspec storage as .npy, .json or zarr."""
 
-from .archivers import Archiver, ArrayArchiver, JsonArchiver
+from .archivers import Archiver, ArrayArchiver, EventFailed, JsonArchiver
 from .decode import decode_payload
 from .encode import encode_json, encode_npy, json_safe
 from .errors import (
@@ -32,6 +32,7 @@ __all__ = [
     "DestinationExistsError",
     "EncodeError",
     "Event",
+    "EventFailed",
     "HERODatasourceStateMachine",
     "JsonArchiver",
     "MetricsServer",

@@ -264,6 +264,15 @@ class Archiver:
         self._stats.add(written=1)
         self.write_latency.observe(time.monotonic() - started)
 
+    def redeliver(self, received: Received, pending_items: Collection[int] | None = None) -> None:
+        """Write a spooled event again (what replay does); raises EventFailed for what still fails.
+
+        Only the split items in ``pending_items`` are written, when given. A file that an earlier, failed
+        delivery stored after all (a lost reply) is recognised and not stored twice.
+        """
+        self._write_event(received, pending_items, resume=True)
+        self._stats.add(replayed=1)
+
     def _fail(
         self,
         received: Received,

@@ -81,7 +81,7 @@ def _config_for(entry: SpoolEntry, configs: Sequence[ObjectConfig]) -> ObjectCon
 def _deliver(archiver: Archiver, spool: Spool, path: Path, entry: SpoolEntry) -> bool:
     received = Received(entry.key_expr, entry.payload, entry.received_at)
     try:
-        archiver._write_event(received, only_items=entry.pending_items, resume=True)
+        archiver.redeliver(received, entry.pending_items)
     except EventFailed as failure:
         spool.update(
             path,
@@ -97,5 +97,4 @@ def _deliver(archiver: Archiver, spool: Spool, path: Path, entry: SpoolEntry) ->
         log.error("%s: still not archived: %s", path.name, failure.error)
         return False
     spool.remove(path)
-    archiver._stats.add(replayed=1)
     return True

@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cbor2
 import numpy as np
 import pytest
 
-from archivist import ArrayArchiver, Spool
+from archivist import ArrayArchiver, EventFailed, JsonArchiver, Received, Spool
 from archivist.config import ObjectConfig
 from archivist.replay import replay
 from tests import support
@@ -148,3 +149,15 @@ def test_split_event_replays_only_the_missing_items(make_archiver, raw_publisher
     assert report.delivered == 1 and report.failures == []
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["2.npy", "a.npy", "b.npy"]
     np.testing.assert_array_equal(np.load(tmp_path / "out" / "2.npy"), frames[2])
+
+
+def test_redeliver_writes_now_and_counts_what_it_replayed(tmp_path: Path, spool_dir: Path) -> None:
+    template, spool = str(tmp_path / "{{ n }}.json"), str(spool_dir)
+    archiver = JsonArchiver(template, object_selector="s", event_name="json_data", spool_dir=spool, listen=False)
+    archiver.redeliver(Received("@object/heros/s/json_data", cbor2.dumps({"n": 1})))
+    archiver.redeliver(Received("@object/heros/s/json_data", cbor2.dumps({"n": 1})))  # stored already: not again
+    assert json.loads((tmp_path / "1.json").read_text()) == {"n": 1} and not (tmp_path / "1.1.json").exists()
+    with pytest.raises(EventFailed, match="'n' is undefined"):
+        archiver.redeliver(Received("@object/heros/s/json_data", cbor2.dumps({"m": 2})))
+    stats = archiver.stats()
+    assert (stats["replayed"], stats["written"], stats["failed"], stats["spooled"]) == (2, 2, 0, 0)
