@@ -94,11 +94,10 @@ def event_key_expr(realm: str, object_selector: str, event_name: str) -> str:
 class Subscription:
     """Delivers every sample of a HEROS event as a :class:`Received`, undecoded, to ``deliver``.
 
-    ``deliver`` runs on zenoh-python's callback thread, which zenoh feeds from a buffer of its own, so
-    ``deliver`` may block without stalling zenoh's network thread. (Blocking the network thread itself, with a
-    bounded channel or a direct callback, made zenoh 1.9 lose reliable samples: see docs/reliability.md.)
-    That buffer has no bound, so the process must keep up: each subscription applies
-    :func:`archivist.tuning.tune_for_streaming`.
+    ``deliver`` runs on zenoh-python's callback thread, which zenoh feeds through its default FIFO of 256
+    samples. Once that FIFO is full zenoh's network thread waits, and zenoh 1.9 then loses reliable samples
+    (docs/reliability.md), so ``deliver`` must keep up with the network and never wait for storage. Each
+    subscription applies :func:`archivist.tuning.tune_for_streaming` to help the thread keep up.
     """
 
     def __init__(

@@ -22,11 +22,12 @@ def tune_for_streaming() -> None:
     """Lower the interpreter's switch interval and keep freed frame buffers in the heap.
 
     The switch interval bounds how long zenoh's callback thread waits for the GIL while writer threads run
-    Python (at the default 5 ms, a burst of large frames piled up in zenoh's own unbounded buffer).
+    Python (at the default 5 ms, a burst of large frames piled up in zenoh's 256-sample channel, and zenoh loses
+    samples once that is full).
 
     Every frame is copied a few times (out of zenoh, out of the CBOR bytes); glibc hands buffers above its
     mmap threshold out as fresh pages and returns them on free, so each copy paid a page fault per 4 KiB
-    (on a virtual machine that tripled the cost of decoding a 1 MiB frame). With frames below
+    (on a virtual machine that made decoding a 1 MiB frame four times as expensive). With frames below
     ``HEAP_MMAP_THRESHOLD`` served from the heap, and up to ``HEAP_TRIM_THRESHOLD`` of freed heap kept, the
     same pages are reused; the peak RSS does not grow by it, the RSS just does not shrink below the peak.
     """
