@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import sys
 import time
@@ -66,6 +67,8 @@ def archivist_row(spec: dict[str, Any]) -> Callable[[], int]:
     if spec["kind"] in ("zarr append", "npy per frame"):
         sys.path.insert(0, str(REPO))
         from bench.zarr_append import make_archiver
+
+        logging.getLogger("archivist").setLevel(logging.WARNING)  # importing heros there made its INFO lines print
 
         port = spec["zenoh"]["listen"]["endpoints"][0].rsplit(":", 1)[1]
         archiver = make_archiver(spec["kind"], spec["out"], spec.get("options"), common["spool_dir"], int(port), 4)
