@@ -321,10 +321,11 @@ def _exists(fs: fsspec.AbstractFileSystem, path: str) -> bool:
     ``fs.exists`` answers False on any error, so during an outage every name would look free, and a
     retry (which replaces the name it claimed) could then overwrite another event's file.
     """
+    protocol = _protocol(fs)
     try:
-        if _protocol(fs) in _LOCAL_PROTOCOLS:
+        if protocol in _LOCAL_PROTOCOLS:
             os.lstat(path)  # what fs.info does first, without building its answer
-        elif _protocol(fs) in _S3_PROTOCOLS:  # s3fs's info lists the prefix after a 404 (a folder?): a request more
+        elif protocol in _S3_PROTOCOLS:  # s3fs's info lists the prefix after a 404 (a folder?): a request more
             bucket, key, _ = fs.split_path(path)
             fs.call_s3("head_object", Bucket=bucket, Key=key)
         else:
