@@ -93,6 +93,10 @@ class Pipeline(Generic[T]):
         return bool(self._items) and (len(self._items) >= self._max_events or self._bytes + nbytes > self._max_bytes)
 
     @property
+    def workers(self) -> int:
+        return len(self._threads)
+
+    @property
     def depth(self) -> tuple[int, int]:
         """Queued events and bytes, not counting those being written or in the overflow."""
         with self._lock:

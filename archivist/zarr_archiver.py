@@ -20,6 +20,8 @@ from .route import Route
 from .store import Written
 from .zarr_store import ZarrStore, check_compressors
 
+APPEND_WORKERS_LIMIT = 64  # writer threads ZarrArchiver starts by itself in append mode
+
 
 class ArrivalOrder:
     """Lets writer threads take a short step for each event in the order the events arrived.
@@ -27,30 +29,38 @@ class ArrivalOrder:
     Events are registered with ``arrived`` in arrival order (by the zenoh callback, before they are queued).
     A writer thread enters ``first(token)`` once it knows where its event goes; it waits there until every
     earlier event has passed or ``left``. So writer threads that decode at different speeds still line their
-    frames up in the order they were sent.
+    frames up in the order they were sent. Only the thread whose turn has come is woken.
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._arrived: deque[object] = deque()
+        self._turns: dict[object, deque[threading.Event]] = {}  # threads waiting for their token's turn
 
     def arrived(self, token: object) -> None:
-        with self._cond:
+        with self._lock:
             self._arrived.append(token)
 
     def leave(self, token: object) -> None:
         """The event passed, failed or was never queued: later events need not wait for it."""
-        with self._cond:
+        with self._lock:
             with contextlib.suppress(ValueError):
                 self._arrived.remove(token)
-            self._cond.notify_all()
+            if self._arrived and (turns := self._turns.get(self._arrived[0])):
+                turns.popleft().set()
+                if not turns:
+                    del self._turns[self._arrived[0]]
 
     @contextlib.contextmanager
     def first(self, token: object) -> Iterator[None]:
         """Wait until every earlier event has passed; a token that never ``arrived`` (a replay) passes at once."""
-        with self._cond:
-            if token in self._arrived:
-                self._cond.wait_for(lambda: self._arrived[0] == token)
+        turn = None
+        with self._lock:
+            if token in self._arrived and self._arrived[0] != token:
+                turn = threading.Event()
+                self._turns.setdefault(token, deque()).append(turn)
+        if turn is not None:
+            turn.wait()
         try:
             yield
         finally:
@@ -88,7 +98,11 @@ class ZarrArchiver(Archiver):
         self.compressors = compressors
         self._array_route = Route(array_path_template, argument="array_path_template")
         self._order = ArrivalOrder()
-        self._current = threading.local()  # the token of the event a writer thread is archiving
+        self._current = threading.local()  # the token of the event a writer thread archives, until it has its place
+        self._preparing = 0  # writer threads with an event that has not taken its place yet
+        self._preparing_lock = threading.Lock()
+        if append_dim is not None and "workers" not in kwargs:  # a batch holds at most one frame per writer
+            kwargs["workers"] = min(APPEND_WORKERS_LIMIT, max(4, 2 * frames_per_chunk))
         super().__init__(store_template, **kwargs)
 
     def _format_settings(self) -> dict[str, Any]:
@@ -110,8 +124,10 @@ class ZarrArchiver(Archiver):
         if self.append_dim is None:
             return self._store.write(destination, path, array, json_safe(event.metadata), resume=resume)
         record = json.dumps(json_safe(event.metadata), ensure_ascii=False, allow_nan=False)
-        place = self._order.first(getattr(self._current, "token", None) or object())
-        return self._store.append(destination, path, array, record, resume=resume, place=place)
+        token, self._current.token = getattr(self._current, "token", None), None
+        return self._store.append(
+            destination, path, array, record, resume=resume, place=self._place(token), coming=self._coming
+        )
 
     # -- arrival order: the frames of one array are appended in the order they were received --------------------
 
@@ -120,12 +136,40 @@ class ZarrArchiver(Archiver):
         super()._receive(received)
 
     def _archive(self, received: Received) -> None:
-        self._current.token = _token(received)
+        token = self._current.token = _token(received)
+        self._count_preparing(1)
         try:
             super()._archive(received)
         finally:
-            self._current.token = None
-            self._order.leave(_token(received))
+            if self._current.token is not None:  # it failed before it took its place
+                self._current.token = None
+                self._count_preparing(-1)
+                self._order.leave(token)
+
+    @contextlib.contextmanager
+    def _place(self, token: object | None) -> Iterator[None]:
+        """The event's place in its array's line: its turn in the arrival order, once it is ready."""
+        if token is None:  # a replay never arrived: nobody waits for it, and it waits for nobody
+            yield
+            return
+        try:
+            with self._order.first(token):
+                yield
+        finally:
+            self._count_preparing(-1)
+
+    def _count_preparing(self, change: int) -> None:
+        with self._preparing_lock:
+            self._preparing += change
+
+    def _coming(self, lined_up: int) -> bool:
+        """Whether more frames are on their way to a batch of ``lined_up``: a writer thread is preparing one, or
+        events wait in the queue and not every writer thread is in that line."""
+        if self._preparing > 0:
+            return True
+        if self._pipeline is None or lined_up >= self._pipeline.workers:
+            return False
+        return self._pipeline.depth[0] > 0 or self._pipeline.overflowed > 0
 
     def _fail(
         self,

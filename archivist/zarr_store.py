@@ -9,7 +9,7 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -30,6 +30,7 @@ METADATA_SUFFIX = "_metadata"
 METADATA_GROWTH = 1024  # records the metadata array grows by at once, so most appends save one shape, not two
 _LOCAL_PROTOCOLS = (None, "file", "local")
 _OPEN_ARRAYS_LIMIT = 256
+BATCH_LINGER = 0.005  # seconds a batch waits at most for frames that are being prepared
 T = TypeVar("T")
 
 
@@ -61,13 +62,25 @@ class _Frame:
     error: Exception | None = None
 
 
-@dataclass(slots=True, eq=False)
 class _Target:
-    """One array's lock (one write at a time) and the frames waiting for it, in order."""
+    """What callers writing one array share: ``claim``, held to claim the name of a whole array; for appends,
+    the frames ``waiting`` in line and whether a batch is being ``writing``.
 
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    waiting: deque[_Frame] = field(default_factory=deque)
-    users: int = 0
+    Two conditions on one lock guard ``waiting`` and ``writing``: ``done`` is notified when a batch is
+    written, so a caller whose frame was in it returns at once rather than queuing behind the next batch;
+    ``joined`` when a frame joins the line, for a writer that waits for its batch to fill.
+    """
+
+    __slots__ = ("claim", "done", "joined", "users", "waiting", "writing")
+
+    def __init__(self) -> None:
+        guard = threading.Lock()
+        self.claim = threading.Lock()
+        self.done = threading.Condition(guard)
+        self.joined = threading.Condition(guard)
+        self.waiting: deque[_Frame] = deque()
+        self.writing = False
+        self.users = 0
 
 
 class ZarrStore:
@@ -110,7 +123,7 @@ class ZarrStore:
         """
         plan = _Plan()
         where = _where(store_url, path)
-        with self._target(store_url, path) as target, target.lock:  # one writer claims a name at a time
+        with self._target(store_url, path) as target, target.claim:  # one writer claims a name at a time
             return self._retry(f"writing {where}", self._write_once, store_url, path, array, attributes, plan, resume)
 
     def _write_once(
@@ -134,7 +147,7 @@ class ZarrStore:
                 return Written(_where(store_url, plan.path), array.nbytes, plan.path != path)
         spec = _array_spec(array.shape, array.dtype, "auto", self._compressors, attributes)
         draft = zarr.create_array(zarr.storage.MemoryStore(), **spec)
-        zarr.Array(_view(draft, zarr.storage.StorePath(store, plan.path), array.shape))[...] = array
+        zarr.Array(_view(draft, array.shape, zarr.storage.StorePath(store, plan.path)))[...] = array
         zarr.create_array(store, name=plan.path, **spec)  # writes zarr.json: the array appears, whole
         if plan.path != path:
             log.warning("%s exists; wrote %s instead", _where(store_url, path), plan.path)
@@ -168,6 +181,7 @@ class ZarrStore:
         *,
         resume: bool = False,
         place: AbstractContextManager[Any] | None = None,
+        coming: Callable[[int], bool] | None = None,
     ) -> Written:
         """Append ``frame`` along axis 0 of the array ``path``, and ``record`` (a JSON text) to its metadata.
 
@@ -176,19 +190,33 @@ class ZarrStore:
         a time. A frame of another dtype or shape is a PayloadError and changes nothing.
 
         The frame takes its place in the array's line inside ``place`` (ZarrArchiver's arrival order), so
-        frames are appended in the order their callers entered ``place``. Whichever caller gets the array's
-        lock appends every frame waiting in line, as one batch with one commit, and the others find their
-        frame written: under a backlog each append costs a fraction of a lone one. The index is chosen once
+        frames are appended in the order their callers entered ``place``. A caller that finds no batch being
+        written appends every frame waiting in line, as one batch with one commit, and the others find their
+        frame written: under a backlog each append costs a fraction of a lone one. While ``coming(n)`` says
+        more frames than the ``n`` in line are on their way, it waits up to ``BATCH_LINGER`` for them to join,
+        so that under a backlog a batch does not start with the first frame alone. The index is chosen once
         per batch, so a retry after a lost reply never appends twice; with ``resume``, a lone frame equal to
         the array's last one, with the same record, counts as already appended.
         """
         waiting = _Frame(frame, record, resume)
         with self._target(store_url, path) as target:
-            with place or contextlib.nullcontext():
+            with place or contextlib.nullcontext(), target.done:
                 target.waiting.append(waiting)
-            with target.lock:
-                if not waiting.done:
+                target.joined.notify()
+            while not waiting.done:
+                with target.done:
+                    target.done.wait_for(lambda: waiting.done or not target.writing)
+                    if waiting.done:
+                        break
+                    target.writing = True
+                    if coming is not None:  # let frames on their way join this batch
+                        target.joined.wait_for(lambda: not coming(len(target.waiting)), timeout=BATCH_LINGER)
+                try:
                     self._append_waiting(store_url, path, target)
+                finally:
+                    with target.done:
+                        target.writing = False
+                        target.done.notify_all()
         if waiting.error is not None:
             raise waiting.error
         assert waiting.result is not None
@@ -196,8 +224,9 @@ class ZarrStore:
 
     def _append_waiting(self, store_url: str, path: str, target: _Target) -> None:
         """Append every frame waiting for the array as one batch; each frame gets its result or error."""
-        batch = list(target.waiting)
-        target.waiting.clear()
+        with target.done:
+            batch = list(target.waiting)
+            target.waiting.clear()
         try:
             self._retry(f"appending to {_where(store_url, path)}", self._append_once, store_url, path, batch, _Plan())
         except Exception as exc:
@@ -205,8 +234,9 @@ class ZarrStore:
                 if waiting.result is None:
                     waiting.error = waiting.error or exc
         finally:
-            for waiting in batch:
-                waiting.done = True
+            with target.done:
+                for waiting in batch:
+                    waiting.done = True
 
     def _append_once(self, store_url: str, path: str, batch: list[_Frame], plan: _Plan) -> None:
         try:
@@ -238,8 +268,9 @@ class ZarrStore:
             with self._open_lock:
                 self._open.pop((store_url, path), None)  # read the shapes from the store again on the next attempt
             raise
+        where = _where(store_url, path)
         for offset, waiting in enumerate(fits):
-            waiting.result = Written(f"{_where(store_url, path)}[{index + offset}]", waiting.frame.nbytes, False)
+            waiting.result = Written(f"{where}[{index + offset}]", waiting.frame.nbytes, False)
 
     @contextlib.contextmanager
     def _target(self, store_url: str, path: str) -> Iterator[_Target]:
@@ -325,18 +356,19 @@ async def _append_frames(
     end = index + len(frames)
     frames_shape = (end, *data.shape[1:])
     records_shape = (max(metadata.shape[0], -(-end // METADATA_GROWTH) * METADATA_GROWTH),)
+    records_view = metadata.async_array if records_shape == metadata.shape else _view(metadata, records_shape)
     await asyncio.gather(
-        _view(metadata, metadata.store_path, records_shape).setitem(slice(index, end), records),
-        _view(data, data.store_path, frames_shape).setitem(slice(index, end), frames),
+        records_view.setitem(slice(index, end), records),
+        _view(data, frames_shape).setitem(slice(index, end), frames),
     )
     if records_shape != metadata.shape:
         await metadata.async_array.resize(records_shape)
     await data.async_array.resize(frames_shape)
 
 
-def _view(array: zarr.Array, store_path: Any, shape: tuple[int, ...]) -> zarr.AsyncArray:
-    """``array``'s layout with another shape at ``store_path``, without saving any metadata."""
-    return zarr.AsyncArray(array.metadata.update_shape(shape), store_path, array.config)
+def _view(array: zarr.Array, shape: tuple[int, ...], store_path: Any = None) -> zarr.AsyncArray:
+    """``array``'s layout with another shape (at another ``store_path``), without saving any metadata."""
+    return zarr.AsyncArray(array.metadata.update_shape(shape), store_path or array.store_path, array.config)
 
 
 def _array_spec(

@@ -71,7 +71,9 @@ def archivist_row(spec: dict[str, Any]) -> Callable[[], int]:
         logging.getLogger("archivist").setLevel(logging.WARNING)  # importing heros there made its INFO lines print
 
         port = spec["zenoh"]["listen"]["endpoints"][0].rsplit(":", 1)[1]
-        archiver = make_archiver(spec["kind"], spec["out"], spec.get("options"), common["spool_dir"], int(port), 4)
+        archiver = make_archiver(
+            spec["kind"], spec["out"], spec.get("options"), common["spool_dir"], int(port), spec["workers"]
+        )
     elif spec["kind"] == "archivist-json":
         archiver = JsonArchiver(spec["out"] + "/{{ n }}.json", **common)
     else:

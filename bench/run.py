@@ -126,10 +126,21 @@ def workloads(args: argparse.Namespace) -> list[Workload]:
             args.frames_zarr,
             [256, 256],
             [
-                Row("archivist zarr append", "zarr append", 4),
-                Row("archivist .npy per frame", "npy per frame", 4),
+                Row("archivist zarr append, 16 frames a chunk", "zarr append", 32),
+                Row("archivist .npy per frame", "npy per frame", w),
                 Row("zenoh subscriber (receive only)", "subscriber"),
             ],
+        ),
+        Workload(
+            "zarr-s3",
+            "128 KiB uint16 frames to S3 (moto server on 127.0.0.1): zarr append vs one .npy per frame",
+            args.frames_zarr,
+            [256, 256],
+            [
+                Row("archivist zarr append, 16 frames a chunk", "zarr append", 32),
+                Row(f"archivist .npy per frame, {s3w} writers", "npy per frame", s3w),
+            ],
+            s3=True,
         ),
     ]
 
@@ -276,7 +287,7 @@ def storage(needed: bool) -> Iterator[tuple[dict[str, Any] | None, dict[str, Any
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    names = ["1mib-npy", "16x16-npy", "dict-json", "256kib-s3", "zarr", "scrape"]
+    names = ["1mib-npy", "16x16-npy", "dict-json", "256kib-s3", "zarr", "zarr-s3", "scrape"]
     parser.add_argument("--only", action="append", choices=names, help="run only this workload (repeatable)")
     parser.add_argument("--repeat", type=int, default=5, help="alternating runs of every row (default 5)")
     parser.add_argument("--frames-1mib", type=int, default=500)

@@ -5,7 +5,8 @@ Run: ``.venv/bin/python bench/zarr_append.py [--frames 1000] [--shape 256 256] [
 Two feeds per archiver and storage:
 
 - ``heros``: a real heros emitter process (tests/peers/emitter.py) bursts the frames over loopback zenoh to the
-  archiver (``--workers`` writer threads); timed from the burst command until the archiver has written every
+  archiver (ArrayArchiver with ``--workers`` writer threads; ZarrArchiver with 16 frames a chunk and the 32
+  writer threads it starts for that by itself); timed from the burst command until the archiver has written every
   frame. The emitter's own send rate is printed too: a row cannot be faster than it.
 - ``direct``: the same frames, serialized beforehand, handed to the archiver's ``_write_event`` one after the
   other in one thread: the write path alone (decode, route, store), without zenoh or the queue.
@@ -41,13 +42,13 @@ from tests.support import free_port, loopback_zenoh_config  # noqa: E402
 
 EVENT = "acquisition_data"
 KEY = f"@object/heros/cam/{EVENT}"
+FRAMES_PER_CHUNK = 16  # ZarrArchiver then starts 2 x 16 writer threads by itself, so batches can fill chunks
 
 
 def make_archiver(
     kind: str, base: str, options: dict[str, Any] | None, spool: str, port: int | None, workers: int
 ) -> Archiver:
     common: dict[str, Any] = {
-        "workers": workers,
         "object_selector": "cam",
         "event_name": EVENT,
         "storage_options": options,
@@ -58,8 +59,8 @@ def make_archiver(
         "queue_max_bytes": 2**31,
     }
     if kind == "zarr append":
-        return ZarrArchiver(base + "/run.zarr", "frames", append_dim=0, **common)
-    return ArrayArchiver(base + "/npy/{{ frame }}.npy", **common)
+        return ZarrArchiver(base + "/run.zarr", "frames", append_dim=0, frames_per_chunk=FRAMES_PER_CHUNK, **common)
+    return ArrayArchiver(base + "/npy/{{ frame }}.npy", workers=workers, **common)
 
 
 def check(kind: str, base: str, options: dict[str, Any] | None, frames: int) -> None:
@@ -137,7 +138,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=1000)
     parser.add_argument("--shape", type=int, nargs="+", default=[256, 256])
     parser.add_argument("--dtype", default="uint16")
-    parser.add_argument("--workers", type=int, default=4, help="writer threads of the archivers fed by heros")
+    parser.add_argument("--workers", type=int, default=4, help="writer threads of ArrayArchiver fed by heros")
     parser.add_argument("--s3", action="store_true", help="also write to a moto S3 server on 127.0.0.1")
     args = parser.parse_args()
     import logging

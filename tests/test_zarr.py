@@ -13,7 +13,7 @@ import zarr
 import zarr.storage
 from zarr.core.sync import sync
 
-from archivist import ConfigError, Spool, UnsafePathError, ZarrArchiver
+from archivist import ConfigError, Spool, UnsafePathError, ZarrArchiver, zarr_store
 from archivist.config import ObjectConfig
 from archivist.replay import replay
 from archivist.zarr_archiver import ArrivalOrder, array_path
@@ -295,6 +295,56 @@ def test_a_batch_appends_every_fitting_frame_in_order(tmp_path: Path) -> None:
     data = zarr.open_array(str(tmp_path / "b.zarr"), path="frames", mode="r")
     np.testing.assert_array_equal(data[:, 0, 0], [0, 1, 2, 3, 4])
     assert _frame_metadata(str(tmp_path / "b.zarr"), "frames", None) == [{"n": n} for n in range(5)]
+
+
+def test_frames_on_their_way_join_the_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a backlog the first frame does not leave alone: the writer waits for the frames being prepared."""
+    monkeypatch.setattr(zarr_store, "BATCH_LINGER", 60.0)  # only their arrival may end the wait
+    store, order, batches = ZarrStore(frames_per_chunk=8), ArrivalOrder(), []
+    append_once = store._append_once
+    monkeypatch.setattr(store, "_append_once", lambda *args: batches.append(len(args[2])) or append_once(*args))
+    for token in range(8):
+        order.arrived(token)
+    results: dict[int, str] = {}
+
+    def append(n: int) -> None:
+        frame = np.full((2, 3), n, dtype="int16")
+        written = store.append(
+            str(tmp_path / "b.zarr"),
+            "frames",
+            frame,
+            json.dumps({"n": n}),
+            place=order.first(n),
+            coming=lambda k: k < 8,
+        )
+        results[n] = written.url
+
+    _run_all([threading.Thread(target=append, args=(n,)) for n in range(8)])
+    assert batches == [8]
+    assert [results[n].rsplit("[", 1)[1] for n in range(8)] == [f"{n}]" for n in range(8)]
+    data = zarr.open_array(str(tmp_path / "b.zarr"), path="frames", mode="r")
+    np.testing.assert_array_equal(data[:, 0, 0], range(8))
+
+
+def test_append_mode_starts_enough_writers_to_fill_a_chunk(make_archiver, heros_emitter, zenoh_port, tmp_path) -> None:
+    frames = 100
+    archiver = make_archiver(
+        ZarrArchiver,
+        object_selector="cam",
+        event_name=EVENT,
+        store_template=str(tmp_path / "run.zarr"),
+        array_path_template="frames",
+        append_dim=0,
+        frames_per_chunk=8,
+    )
+    assert archiver._pipeline.workers == 16  # a batch holds one frame per writer thread
+    emitter = heros_emitter("cam", zenoh_port)
+    emitter.wait_subscribers(EVENT)
+    emitter.burst(EVENT, frames, SHAPE, "uint16")
+    support.wait_until(lambda: archiver.stats()["written"] == frames, what=f"{frames} frames appended")
+    data = zarr.open_array(str(tmp_path / "run.zarr"), path="frames", mode="r")
+    assert data.chunks == (8, *SHAPE)
+    np.testing.assert_array_equal(data[:], np.stack([burst_frame(i, SHAPE, "uint16") for i in range(frames)]))
 
 
 def test_default_mode_on_exists_and_resume(tmp_path: Path) -> None:
