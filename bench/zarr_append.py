@@ -1,13 +1,15 @@
 """Frames/s of ZarrArchiver's append mode beside ArrayArchiver's one ``.npy`` file per frame, on the same frames.
 
-Run: ``.venv/bin/python bench/zarr_append.py [--frames 1000] [--shape 256 256] [--dtype uint16] [--workers 4] [--s3]``
+Run: ``.venv/bin/python bench/zarr_append.py [--frames 1000] [--shape 256 256] [--dtype uint16] [--workers 4]
+[--frames-per-chunk 16] [--zarr-workers N] [--s3]``
 
 Two feeds per archiver and storage:
 
 - ``heros``: a real heros emitter process (tests/peers/emitter.py) bursts the frames over loopback zenoh to the
-  archiver (ArrayArchiver with ``--workers`` writer threads; ZarrArchiver with 16 frames a chunk and the 32
-  writer threads it starts for that by itself); timed from the burst command until the archiver has written every
-  frame. The emitter's own send rate is printed too: a row cannot be faster than it.
+  archiver (ArrayArchiver with ``--workers`` writer threads; ZarrArchiver with ``--frames-per-chunk`` and, unless
+  ``--zarr-workers``, the writer threads it starts for that by itself: 2 x 16); timed from the burst command
+  until the archiver has written every frame. The emitter's own send rate is printed too: a row cannot be faster
+  than it.
 - ``direct``: the same frames, serialized beforehand, handed to the archiver's ``_write_event`` one after the
   other in one thread: the write path alone (decode, route, store), without zenoh or the queue.
 
@@ -46,8 +48,16 @@ FRAMES_PER_CHUNK = 16  # ZarrArchiver then starts 2 x 16 writer threads by itsel
 
 
 def make_archiver(
-    kind: str, base: str, options: dict[str, Any] | None, spool: str, port: int | None, workers: int
+    kind: str,
+    base: str,
+    options: dict[str, Any] | None,
+    spool: str,
+    port: int | None,
+    workers: int,
+    frames_per_chunk: int = FRAMES_PER_CHUNK,
+    zarr_workers: int | None = None,
 ) -> Archiver:
+    """``workers`` are ArrayArchiver's writer threads; ZarrArchiver's are its own choice unless ``zarr_workers``."""
     common: dict[str, Any] = {
         "object_selector": "cam",
         "event_name": EVENT,
@@ -59,7 +69,9 @@ def make_archiver(
         "queue_max_bytes": 2**31,
     }
     if kind == "zarr append":
-        return ZarrArchiver(base + "/run.zarr", "frames", append_dim=0, frames_per_chunk=FRAMES_PER_CHUNK, **common)
+        if zarr_workers:
+            common["workers"] = zarr_workers
+        return ZarrArchiver(base + "/run.zarr", "frames", append_dim=0, frames_per_chunk=frames_per_chunk, **common)
     return ArrayArchiver(base + "/npy/{{ frame }}.npy", workers=workers, **common)
 
 
@@ -87,7 +99,9 @@ def wait_written(archiver: Archiver, frames: int, timeout: float = 600.0) -> Non
 
 def run_heros(kind: str, base: str, options: dict[str, Any] | None, args: argparse.Namespace, scratch: Path) -> dict:
     port = free_port()
-    archiver = make_archiver(kind, base, options, str(scratch / "spool"), port, args.workers)
+    archiver = make_archiver(
+        kind, base, options, str(scratch / "spool"), port, args.workers, args.frames_per_chunk, args.zarr_workers
+    )
     emitter = start_emitter("cam", port, log_dir=scratch)
     try:
         emitter.wait_subscribers(EVENT)
@@ -107,7 +121,7 @@ def run_direct(kind: str, base: str, options: dict[str, Any] | None, args: argpa
         Received(KEY, serdes.serialize((burst_frame(i, args.shape, args.dtype), {"frame": i})))
         for i in range(args.frames)
     ]
-    archiver = make_archiver(kind, base, options, str(scratch / "spool"), None, 1)
+    archiver = make_archiver(kind, base, options, str(scratch / "spool"), None, 1, args.frames_per_chunk, 1)
     started = time.perf_counter()
     for sample in samples:
         archiver._write_event(sample)
@@ -139,6 +153,8 @@ def main() -> None:
     parser.add_argument("--shape", type=int, nargs="+", default=[256, 256])
     parser.add_argument("--dtype", default="uint16")
     parser.add_argument("--workers", type=int, default=4, help="writer threads of ArrayArchiver fed by heros")
+    parser.add_argument("--frames-per-chunk", type=int, default=FRAMES_PER_CHUNK, help="ZarrArchiver's chunking")
+    parser.add_argument("--zarr-workers", type=int, help="ZarrArchiver's writer threads (default: its own choice)")
     parser.add_argument("--s3", action="store_true", help="also write to a moto S3 server on 127.0.0.1")
     args = parser.parse_args()
     import logging
