@@ -55,9 +55,11 @@ def test_append_stream_is_one_array_in_order(make_archiver, heros_emitter, zenoh
         store_template=template,
         array_path_template="{{ source_name }}/frames",
         append_dim=0,
+        frames_per_chunk=8,
         storage_options=options,
         queue_max_events=2,  # most of the burst waits in the disk buffer, and must keep its order there
     )
+    assert archiver._pipeline.workers == 16  # a batch holds one frame per writer thread: enough to fill a chunk
     emitter = heros_emitter("cam", zenoh_port)
     emitter.wait_subscribers(EVENT)
     emitter.burst(EVENT, frames, SHAPE, "uint16", metadata={"run": "r7", "exposure": 0.5})
@@ -65,7 +67,7 @@ def test_append_stream_is_one_array_in_order(make_archiver, heros_emitter, zenoh
 
     store = template.replace("{{ run }}", "r7")
     data = _open(store, "cam/frames", options)
-    assert data.shape == (frames, *SHAPE) and data.dtype == np.uint16
+    assert data.shape == (frames, *SHAPE) and data.dtype == np.uint16 and data.chunks == (8, *SHAPE)
     for index, frame in enumerate(data[:]):
         np.testing.assert_array_equal(frame, burst_frame(index, SHAPE, "uint16"))
     assert _frame_metadata(store, "cam/frames", options) == [
@@ -324,27 +326,6 @@ def test_frames_on_their_way_join_the_batch(tmp_path: Path, monkeypatch: pytest.
     assert [results[n].rsplit("[", 1)[1] for n in range(8)] == [f"{n}]" for n in range(8)]
     data = zarr.open_array(str(tmp_path / "b.zarr"), path="frames", mode="r")
     np.testing.assert_array_equal(data[:, 0, 0], range(8))
-
-
-def test_append_mode_starts_enough_writers_to_fill_a_chunk(make_archiver, heros_emitter, zenoh_port, tmp_path) -> None:
-    frames = 100
-    archiver = make_archiver(
-        ZarrArchiver,
-        object_selector="cam",
-        event_name=EVENT,
-        store_template=str(tmp_path / "run.zarr"),
-        array_path_template="frames",
-        append_dim=0,
-        frames_per_chunk=8,
-    )
-    assert archiver._pipeline.workers == 16  # a batch holds one frame per writer thread
-    emitter = heros_emitter("cam", zenoh_port)
-    emitter.wait_subscribers(EVENT)
-    emitter.burst(EVENT, frames, SHAPE, "uint16")
-    support.wait_until(lambda: archiver.stats()["written"] == frames, what=f"{frames} frames appended")
-    data = zarr.open_array(str(tmp_path / "run.zarr"), path="frames", mode="r")
-    assert data.chunks == (8, *SHAPE)
-    np.testing.assert_array_equal(data[:], np.stack([burst_frame(i, SHAPE, "uint16") for i in range(frames)]))
 
 
 def test_default_mode_on_exists_and_resume(tmp_path: Path) -> None:
