@@ -64,7 +64,7 @@ class _Frame:
 
 class _Target:
     """What callers writing one array share: ``claim``, held to claim the name of a whole array; for appends,
-    the frames ``waiting`` in line and whether a batch is being ``writing``.
+    the frames ``waiting`` in line, and ``writing``: whether a batch of them is being written.
 
     Two conditions on one lock guard ``waiting`` and ``writing``: ``done`` is notified when a batch is
     written, so a caller whose frame was in it returns at once rather than queuing behind the next batch;
