@@ -7,7 +7,7 @@ import contextlib
 import logging
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -30,8 +30,12 @@ METADATA_SUFFIX = "_metadata"
 METADATA_GROWTH = 1024  # records the metadata array grows by at once, so most appends save one shape, not two
 _LOCAL_PROTOCOLS = (None, "file", "local")
 _OPEN_ARRAYS_LIMIT = 256
+# Every appended chunk is stored, even one equal to the fill value: an all-zero frame is a frame, and zarr's
+# default compares each chunk with the fill value first, which took half the time of an append.
+_APPEND_CONFIG = {"write_empty_chunks": True}
 BATCH_LINGER = 0.005  # seconds a batch waits at most for frames that are being prepared
 T = TypeVar("T")
+_Tails = tuple[np.ndarray | None, np.ndarray | None]  # an append target's frames and records past a chunk boundary
 
 
 def check_compressors(compressors: Any) -> None:
@@ -64,14 +68,15 @@ class _Frame:
 
 class _Target:
     """What callers writing one array share: ``claim``, held to claim the name of a whole array; for appends,
-    the frames ``waiting`` in line, and ``writing``: whether a batch of them is being written.
+    the frames ``waiting`` in line, ``writing``: whether a batch of them is being written, and ``tails``: the
+    frames and records after the arrays' last chunk boundary, as written (None: to be read from the store).
 
     Two conditions on one lock guard ``waiting`` and ``writing``: ``done`` is notified when a batch is
     written, so a caller whose frame was in it returns at once rather than queuing behind the next batch;
     ``joined`` when a frame joins the line, for a writer that waits for its batch to fill.
     """
 
-    __slots__ = ("claim", "done", "joined", "users", "waiting", "writing")
+    __slots__ = ("claim", "done", "joined", "tails", "users", "waiting", "writing")
 
     def __init__(self) -> None:
         guard = threading.Lock()
@@ -80,6 +85,7 @@ class _Target:
         self.joined = threading.Condition(guard)
         self.waiting: deque[_Frame] = deque()
         self.writing = False
+        self.tails: _Tails = (None, None)
         self.users = 0
 
 
@@ -228,7 +234,8 @@ class ZarrStore:
             batch = list(target.waiting)
             target.waiting.clear()
         try:
-            self._retry(f"appending to {_where(store_url, path)}", self._append_once, store_url, path, batch, _Plan())
+            what = f"appending to {_where(store_url, path)}"
+            self._retry(what, self._append_once, store_url, path, target, batch, _Plan())
         except Exception as exc:
             for waiting in batch:
                 if waiting.result is None:
@@ -238,7 +245,7 @@ class ZarrStore:
                 for waiting in batch:
                     waiting.done = True
 
-    def _append_once(self, store_url: str, path: str, batch: list[_Frame], plan: _Plan) -> None:
+    def _append_once(self, store_url: str, path: str, target: _Target, batch: list[_Frame], plan: _Plan) -> None:
         try:
             data, metadata = self._open_for_append(store_url, path, batch[0].frame)
             fits = []
@@ -261,10 +268,11 @@ class ZarrStore:
                 return
             plan.index = index
             if data.shape[0] == index:  # else an earlier attempt committed the batch; only its reply was lost
-                frames = np.stack([waiting.frame for waiting in fits])
-                records = np.array([waiting.record for waiting in fits], dtype=object)
-                sync(_append_frames(data, metadata, index, frames, records))
+                frames = [waiting.frame for waiting in fits]
+                records = [waiting.record for waiting in fits]
+                target.tails = sync(_append_frames(data, metadata, index, frames, records, target.tails))
         except Exception:
+            target.tails = (None, None)
             with self._open_lock:
                 self._open.pop((store_url, path), None)  # read the shapes from the store again on the next attempt
             raise
@@ -311,6 +319,7 @@ class ZarrStore:
             chunks = (self._frames_per_chunk, *frame.shape)
             spec = _array_spec((0, *frame.shape), frame.dtype, chunks, self._compressors, attributes)
             data = zarr.create_array(store, name=path, **spec)
+        data, metadata = data.with_config(_APPEND_CONFIG), metadata.with_config(_APPEND_CONFIG)
         with self._open_lock:
             self._open[key] = (data, metadata)
             while len(self._open) > _OPEN_ARRAYS_LIMIT:
@@ -338,9 +347,11 @@ class ZarrStore:
 
 
 async def _append_frames(
-    data: zarr.Array, metadata: zarr.Array, index: int, frames: np.ndarray, records: np.ndarray
-) -> None:
+    data: zarr.Array, metadata: zarr.Array, index: int, frames: list[np.ndarray], records: list[str], tails: _Tails
+) -> _Tails:
     """Store ``frames`` and their ``records`` from ``index`` on, and only then grow the frames array to cover them.
+    Returns the new tails: the frames and records after the last chunk boundary, which the next append writes
+    again.
 
     zarr's own ``Array.append`` saves the larger shape first and writes the chunks after, so a crash or a
     failed chunk write in between leaves the array claiming frames that were never stored. Here the chunks
@@ -352,18 +363,64 @@ async def _append_frames(
     The metadata array is grown ahead, ``METADATA_GROWTH`` records at a time and before the commit, so it
     always holds a record for every frame; records past the frames array's length are empty (or left by an
     interrupted append) and mean nothing: the frames array's length is the number of frames.
+
+    Both arrays are written a whole chunk at a time (see :func:`_whole_chunks`): zarr would otherwise read,
+    decode and merge each partly filled chunk it is given, and copy every chunk of a batch into a new buffer.
     """
     end = index + len(frames)
-    frames_shape = (end, *data.shape[1:])
-    records_shape = (max(metadata.shape[0], -(-end // METADATA_GROWTH) * METADATA_GROWTH),)
+    frames_from, frames_block = await _whole_chunks(data, index, frames, tails[0])
+    records_from, records_block = await _whole_chunks(metadata, index, records, tails[1])
+    records_end = records_from + len(records_block)
+    records_shape = (max(metadata.shape[0], -(-records_end // METADATA_GROWTH) * METADATA_GROWTH),)
     records_view = metadata.async_array if records_shape == metadata.shape else _view(metadata, records_shape)
+    frames_view = _view(data, (frames_from + len(frames_block), *data.shape[1:]))
     await asyncio.gather(
-        records_view.setitem(slice(index, end), records),
-        _view(data, frames_shape).setitem(slice(index, end), frames),
+        *_chunk_writes(records_view, records_from, records_block),
+        *_chunk_writes(frames_view, frames_from, frames_block),
     )
     if records_shape != metadata.shape:
         await metadata.async_array.resize(records_shape)
-    await data.async_array.resize(frames_shape)
+    await data.async_array.resize((end, *data.shape[1:]))
+    return _tail(frames_from, frames_block, end, data.chunks[0]), _tail(
+        records_from, records_block, end, metadata.chunks[0]
+    )
+
+
+async def _whole_chunks(
+    array: zarr.Array, index: int, items: Sequence[Any], tail: np.ndarray | None
+) -> tuple[int, np.ndarray]:
+    """``items``, to be stored from ``index`` on, as whole chunks of ``array``: preceded by the ``tail`` (what
+    is stored from the chunk boundary before ``index``, read from the store if not known) and padded with the
+    fill value to the end of the chunk the items end in. Returns where the chunks begin, and their contents.
+    """
+    per_chunk = array.chunks[0]
+    start, end = index - index % per_chunk, index + len(items)
+    if tail is None or len(tail) != index - start:
+        tail = await array.async_array.getitem(slice(start, index))
+    block = np.empty((-(-end // per_chunk) * per_chunk - start, *array.shape[1:]), dtype=array.dtype)
+    block[: len(tail)] = tail
+    if array.ndim > 1:
+        np.stack(items, out=block[len(tail) : end - start])
+    else:
+        block[len(tail) : end - start] = items
+    block[end - start :] = array.fill_value
+    return start, block
+
+
+def _chunk_writes(array: zarr.AsyncArray, start: int, block: np.ndarray) -> list[Awaitable[None]]:
+    """Each chunk of ``block`` (whole chunks from ``start``) stored by a call of its own, which zarr encodes as
+    it is, without a copy."""
+    per_chunk = array.chunks[0]
+    return [
+        array.setitem(slice(start + offset, start + offset + per_chunk), block[offset : offset + per_chunk])
+        for offset in range(0, len(block), per_chunk)
+    ]
+
+
+def _tail(start: int, block: np.ndarray, end: int, per_chunk: int) -> np.ndarray:
+    """What of ``block`` (stored from ``start``) lies between the last chunk boundary and ``end``: a copy, so
+    the rest of the block is freed."""
+    return block[end - end % per_chunk - start : end - start].copy()
 
 
 def _view(array: zarr.Array, shape: tuple[int, ...], store_path: Any = None) -> zarr.AsyncArray:
