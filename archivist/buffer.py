@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import struct
 import threading
@@ -25,6 +26,8 @@ _HEADER = struct.Struct("<QId")  # payload length, key length, received_at
 _SEGMENT_BYTES = 64 * 2**20
 _SUFFIX = ".seg"
 _LOCK = ".lock"
+
+log = logging.getLogger(__name__)
 
 
 class DiskBuffer:
@@ -177,14 +180,24 @@ def _remove(folder: Path) -> None:
 
 
 def _records(path: Path) -> Iterator[Received]:
-    """The complete records of a segment; a record cut short by a crash was never fully received."""
+    """The complete records of a segment. A record cut short by a crash was never fully received: nothing
+    of it can be delivered, but the operator is told."""
     with open(path, "rb") as file:
+        complete = 0
         while len(header := file.read(_HEADER.size)) == _HEADER.size:
             length, key_length, received_at = _HEADER.unpack(header)
             key, raw = file.read(key_length), file.read(length)
             if len(raw) < length:
-                return
+                break
+            complete = file.tell()
             yield Received(key.decode(), raw, received_at)
+        if (size := os.fstat(file.fileno()).st_size) > complete:
+            log.warning(
+                "disk buffer %s: its last %d bytes are an event cut short by a crash while it was being received; "
+                "it cannot be recovered",
+                path,
+                size - complete,
+            )
 
 
 def _write_all(fd: int, parts: list[bytes]) -> None:

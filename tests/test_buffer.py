@@ -34,7 +34,7 @@ def test_events_come_back_in_order_across_segments(tmp_path) -> None:
     assert not (tmp_path / "buf").exists(), "an empty buffer leaves no trace"
 
 
-def test_a_killed_process_leaves_events_that_the_next_one_recovers(tmp_path) -> None:
+def test_a_killed_process_leaves_events_that_the_next_one_recovers(tmp_path, caplog) -> None:
     dead = DiskBuffer(tmp_path / "cam-123-abc")
     for i in range(5):
         dead.append(_event(i))
@@ -50,6 +50,7 @@ def test_a_killed_process_leaves_events_that_the_next_one_recovers(tmp_path) -> 
 
     # events already popped may have been written: they come back too, for a replay that recognises them
     assert list(recover_buffers(tmp_path, "cam")) == [_event(i) for i in range(5)]
+    assert "its last 2 bytes are an event cut short by a crash" in caplog.text
     assert [p.name for p in tmp_path.iterdir()] == ["cam-456-def"]
     assert live.pop() == _event(99)
     live.close()
