@@ -36,12 +36,23 @@ def source_name_from_key(key_expr: str, realm: str, event_name: str) -> str:
     return key_expr
 
 
-def split_event(value: Any, default_metadata: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+DATASOURCE_EVENT = "observable_data"
+
+
+def split_event(
+    value: Any, default_metadata: dict[str, Any], event_name: str | None = None
+) -> tuple[Any, dict[str, Any]]:
     """Split an event value into payload and metadata the way herostools' HERODataArchiver does.
 
     A ``(data, metadata)`` pair gives ``data`` and ``default_metadata | metadata``; a plain map is both the
-    payload and (merged with the defaults) the metadata.
+    payload and (merged with the defaults) the metadata. A datasource's ``observable_data`` is a list of
+    records, one per observable, and is kept whole: by herostools' rule a datasource with two observables
+    would be read as a pair, its second record taken for metadata. Its metadata is the defaults and the
+    newest record's ``time``.
     """
+    if event_name == DATASOURCE_EVENT and isinstance(value, list) and all(isinstance(item, dict) for item in value):
+        times = [item["time"] for item in value if isinstance(item.get("time"), int | float)]
+        return value, default_metadata | ({"time": max(times)} if times else {})
     if isinstance(value, dict):
         return value, default_metadata | value
     if isinstance(value, list) and len(value) == 2 and isinstance(value[1], dict):
@@ -52,5 +63,5 @@ def split_event(value: Any, default_metadata: dict[str, Any]) -> tuple[Any, dict
 
 def decode_event(received: Received, realm: str, event_name: str, default_metadata: dict[str, Any]) -> Event:
     """Decode a received sample into an :class:`Event`."""
-    payload, metadata = split_event(decode_payload(received.raw), default_metadata)
+    payload, metadata = split_event(decode_payload(received.raw), default_metadata, event_name)
     return Event(source_name_from_key(received.key_expr, realm, event_name), payload, metadata)

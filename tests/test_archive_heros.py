@@ -104,6 +104,21 @@ def test_json_tuple_form_with_merged_metadata(make_archiver, heros_emitter, zeno
     assert json.loads((tmp_path / "B2-2.json").read_text()) == {"data": [1, 2, 3], "metadata": {"lab": "B2", "seq": 2}}
 
 
+def test_datasource_readings_to_json(make_archiver, heros_emitter, zenoh_port, tmp_path: Path) -> None:
+    """A real LocalDatasourceHERO with two observables: the file holds both records, named by the newest time."""
+    archiver = make_archiver(
+        JsonArchiver,
+        object_selector="thermo-$*",
+        event_name="observable_data",
+        save_template=str(tmp_path) + "/{{ source_name }}/{{ time | int }}.json",
+    )
+    published = heros_emitter("peer", zenoh_port).datasource("thermo-1", {"temperature": [21.5, "degC"], "heater": 1.0})
+    support.wait_until(lambda: archiver.stats()["written"] == 1, what="the readings written")
+    [written] = (tmp_path / "thermo-1").iterdir()
+    assert written.name == f"{int(max(record['time'] for record in published))}.json"
+    assert json.loads(written.read_text()) == published
+
+
 def test_split_data_array_writes_one_file_per_frame(make_archiver, heros_emitter, zenoh_port, tmp_path: Path) -> None:
     archiver = make_archiver(
         ArrayArchiver,

@@ -57,3 +57,10 @@ def test_split_event_follows_herostools() -> None:
     for value in ([1, 2, 3], "text", [1, 2]):
         with pytest.raises(PayloadError):
             split_event(value, defaults)
+
+
+def test_a_datasources_records_stay_whole() -> None:
+    """observable_data with two observables looks like a (data, metadata) pair; it is the payload, whole."""
+    records = [{"id": "a", "time": 10.0, "raw_value": 1.0}, {"id": "b", "time": 12.5, "raw_value": 2.0}]
+    assert split_event(records, {"lab": "B2"}, "observable_data") == (records, {"lab": "B2", "time": 12.5})
+    assert split_event(records, {}, "acquisition_data") == (records[0], records[1]), "other events: herostools' rule"
