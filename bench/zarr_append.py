@@ -159,7 +159,8 @@ def main() -> None:
     args = parser.parse_args()
     import logging
 
-    logging.getLogger("archivist").setLevel(logging.WARNING)
+    for name in ("archivist", "werkzeug"):  # werkzeug: moto's server logs every request
+        logging.getLogger(name).setLevel(logging.WARNING)
     frame_bytes = int(np.prod(args.shape)) * np.dtype(args.dtype).itemsize
     print("command:", shlex.join([".venv/bin/python", "bench/zarr_append.py", *sys.argv[1:]]))
     print(f"{args.frames} frames of shape {tuple(args.shape)} {args.dtype} ({frame_bytes / 1024:.0f} KiB each)\n")
