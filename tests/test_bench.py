@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import run
+from archivist.event import Received
+from bench import disk_buffer, run
 
 
 def test_arguments_choose_workloads_and_sizes() -> None:
@@ -27,3 +28,8 @@ def test_a_write_loop_row_runs_in_its_own_process_and_reports_its_memory(tmp_pat
     assert result["count"] == 5 and result["rate"] > 0
     assert result["peak_rss"] >= result["baseline_rss"] > 0
     assert not any((tmp_path / "16x16-npy").iterdir())  # each run's files are removed once it is measured
+
+
+def test_the_disk_buffer_bench_gets_every_record_back() -> None:
+    """``measure`` fails unless every record popped equals the one appended."""
+    disk_buffer.measure(Received("@object/heros/cam/acquisition_data", bytes(range(256)) * 4), 20)
