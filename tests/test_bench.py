@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from archivist.event import Received
-from bench import disk_buffer, run
+from bench import compressors, disk_buffer, run
 
 
 def test_arguments_choose_workloads_and_sizes() -> None:
@@ -33,3 +33,10 @@ def test_a_write_loop_row_runs_in_its_own_process_and_reports_its_memory(tmp_pat
 def test_the_disk_buffer_bench_gets_every_record_back() -> None:
     """``measure`` fails unless every record popped equals the one appended."""
     disk_buffer.measure(Received("@object/heros/cam/acquisition_data", bytes(range(256)) * 4), 20)
+
+
+def test_every_compressors_setting_of_the_bench_stores_the_chunk() -> None:
+    chunk = compressors.frames("noise", 2, [4, 4])
+    for setting in compressors.CODECS.values():
+        seconds, ratio = compressors.measure(setting, chunk, repeat=1)
+        assert seconds > 0 and ratio > 0.5
