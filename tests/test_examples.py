@@ -128,6 +128,18 @@ def _zarr_frames(site: Site) -> bool:
     return True
 
 
+def _datasource_readings(site: Site) -> bool:
+    """One file per publication of the datasource, named by its time, holding its one record whole."""
+    files = _tree(site.local / "datasources" / "thermo-1", "*.json")
+    if len(files) != FRAMES:
+        return False
+    for name, data in files.items():
+        [record] = json.loads(data)
+        assert record["id"] == "temperature" and record["raw_value"] in [20.0 + n for n in range(FRAMES)]
+        assert Path(name).stem == f"{record['time']:.6f}"
+    return True
+
+
 def _metrics(site: Site) -> bool:
     samples = scrape(f"http://127.0.0.1:{site.metrics_port}/metrics")
     labels = {"lab": "B1", "prefix": "thermo-1", "key": "temperature", "unit": "degC"}
@@ -142,6 +154,7 @@ EXAMPLE_CHECKS: dict[str, Callable[[Site], bool]] = {
     "json-merge-metadata.json": lambda site: _readings(site.local / "readings", merged=True),
     "zarr-append.json": _zarr_frames,
     "datasource-metrics.json": _metrics,
+    "datasource-readings.json": _datasource_readings,
     "several.json": lambda site: (
         _npy_frames(_tree(site.local / "frames" / RUN / "my-camera", "*.npy"))
         and _readings(site.local / "readings", merged=False)
@@ -211,6 +224,10 @@ def _emit_for(configs: list[ObjectConfig], heros_emitter, zenoh_port: int) -> No
         event = config.arguments.get("event_name")
         if event is None:  # the state machine: readings from a real datasource HERO
             emitter("peer").datasource("thermo-1", {"temperature": [21.5, "degC"]})
+            continue
+        if event == "observable_data":  # a real datasource HERO publishes FRAMES readings
+            for n in range(FRAMES):
+                emitter("peer").datasource(config.arguments["object_selector"], {"temperature": [20.0 + n, "degC"]})
             continue
         peer = emitter(config.arguments["object_selector"])
         peer.wait_subscribers(event)
