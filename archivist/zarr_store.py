@@ -367,9 +367,8 @@ async def _append_frames(
     Both arrays are written a whole chunk at a time (see :func:`_whole_chunks`): zarr would otherwise read,
     decode and merge each partly filled chunk it is given, and copy every chunk of a batch into a new buffer.
     """
-    end = index + len(frames)
-    frames_from, frames_block = await _whole_chunks(data, index, frames, tails[0])
-    records_from, records_block = await _whole_chunks(metadata, index, records, tails[1])
+    frames_from, frames_block, frames_tail = await _whole_chunks(data, index, frames, tails[0])
+    records_from, records_block, records_tail = await _whole_chunks(metadata, index, records, tails[1])
     records_end = records_from + len(records_block)
     records_shape = (max(metadata.shape[0], -(-records_end // METADATA_GROWTH) * METADATA_GROWTH),)
     records_view = metadata.async_array if records_shape == metadata.shape else _view(metadata, records_shape)
@@ -380,18 +379,17 @@ async def _append_frames(
     )
     if records_shape != metadata.shape:
         await metadata.async_array.resize(records_shape)
-    await data.async_array.resize((end, *data.shape[1:]))
-    return _tail(frames_from, frames_block, end, data.chunks[0]), _tail(
-        records_from, records_block, end, metadata.chunks[0]
-    )
+    await data.async_array.resize((index + len(frames), *data.shape[1:]))
+    return frames_tail, records_tail
 
 
 async def _whole_chunks(
     array: zarr.Array, index: int, items: Sequence[Any], tail: np.ndarray | None
-) -> tuple[int, np.ndarray]:
+) -> tuple[int, np.ndarray, np.ndarray]:
     """``items``, to be stored from ``index`` on, as whole chunks of ``array``: preceded by the ``tail`` (what
     is stored from the chunk boundary before ``index``, read from the store if not known) and padded with the
-    fill value to the end of the chunk the items end in. Returns where the chunks begin, and their contents.
+    fill value to the end of the chunk the items end in. Returns where the chunks begin, their contents, and
+    the new tail once they are stored (a copy, so that the rest of the block is freed).
     """
     per_chunk = array.chunks[0]
     start, end = index - index % per_chunk, index + len(items)
@@ -404,7 +402,7 @@ async def _whole_chunks(
     else:
         block[len(tail) : end - start] = items
     block[end - start :] = array.fill_value
-    return start, block
+    return start, block, block[end - end % per_chunk - start : end - start].copy()
 
 
 def _chunk_writes(array: zarr.AsyncArray, start: int, block: np.ndarray) -> list[Awaitable[None]]:
@@ -415,12 +413,6 @@ def _chunk_writes(array: zarr.AsyncArray, start: int, block: np.ndarray) -> list
         array.setitem(slice(start + offset, start + offset + per_chunk), block[offset : offset + per_chunk])
         for offset in range(0, len(block), per_chunk)
     ]
-
-
-def _tail(start: int, block: np.ndarray, end: int, per_chunk: int) -> np.ndarray:
-    """What of ``block`` (stored from ``start``) lies between the last chunk boundary and ``end``: a copy, so
-    the rest of the block is freed."""
-    return block[end - end % per_chunk - start : end - start].copy()
 
 
 def _view(array: zarr.Array, shape: tuple[int, ...], store_path: Any = None) -> zarr.AsyncArray:
