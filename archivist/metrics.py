@@ -7,16 +7,18 @@ of the scrape: values are converted when a reading arrives, names and labels mad
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import re
 import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -64,6 +66,25 @@ def check_labels(labels: dict[str, Any] | None) -> dict[str, str]:
 
 
 _Series = tuple[tuple[str, str, dict[str, str]], ...]  # (name, help, labels) of inbound, value and raw_value
+_Pairs = list[tuple[_Series, Reading]]
+Encoder = Callable[[Collector], bytes]  # generate_latest, or what prometheus_client's choose_encoder picks
+_ENCODERS_KEPT = 4  # texts are kept for this many encoders (formats a scraper asked for), the newest
+
+
+class _Families(Collector):
+    """Families handed to an encoder as they come."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+def _encoder_key(encoder: Encoder) -> Hashable:
+    if isinstance(encoder, functools.partial):  # choose_encoder's, e.g. OpenMetrics with an escaping scheme
+        return encoder.func, encoder.args, tuple(sorted(encoder.keywords.items()))
+    return encoder
 
 
 class DatasourceCollector(Collector):
@@ -72,6 +93,10 @@ class DatasourceCollector(Collector):
     Labels: the global ``labels``, ``prefix="P"``, ``key="K"`` and ``unit`` unless it is ``"None"``. Readings
     whose time is more than ``max_age`` seconds from now are left out (Prometheus drops whole scrapes with
     far-off timestamps); ``timestamps`` exposes each reading's own time as the sample timestamp.
+
+    ``exposition(encoder)`` returns what ``encoder(collector)`` does, keeping each source's text until its
+    readings change: writing the text is most of a scrape, and a source that sent nothing new since the last
+    scrape need not be written again.
     """
 
     def __init__(
@@ -91,6 +116,9 @@ class DatasourceCollector(Collector):
         self.timestamps = bool(timestamps)
         self.name = name
         self._known: dict[tuple[str, str, str, str], _Series] = {}  # (source, id, unit, raw_unit) -> series
+        self._shared_names: set[str] = set()  # names of more than one of those series
+        self._texts: dict[Hashable, dict[str, tuple[tuple[Reading, ...], bytes]]] = {}  # encoder -> source -> text
+        self._lock = threading.Lock()
 
     def _series(self, source: str, ident: str, unit: str, raw_unit: str) -> _Series:
         base = metric_name(f"{source}_{ident}")
@@ -100,48 +128,62 @@ class DatasourceCollector(Collector):
             for kind, u in (("inbound", NO_UNIT), ("value", unit), ("raw_value", raw_unit))
         )
 
-    def collect(self) -> Iterator[Metric]:
-        now, max_age, timestamps = time.time(), self.max_age, self.timestamps
+    def _grouped(self) -> tuple[list[tuple[str, _Pairs]], _Pairs, int]:
+        """The readings within ``max_age`` with their series, per source; apart, those of every source with a
+        series name another series has too (herostools' names can collide); and how many were left out."""
+        now, max_age = time.time(), self.max_age
         known, seen = self._known, {}
-        fresh: list[Reading] = []
-        named: list[_Series] = []  # the series of each fresh reading
+        groups: list[tuple[str, _Pairs]] = []
         stale = 0
         for source, readings in self.cache.readings():
+            pairs: _Pairs = []
             for reading in readings:
                 if max_age is not None and abs(now - reading.time) > max_age:
                     stale += 1
                     continue
                 key = (source, reading.id, reading.unit, reading.raw_unit)
                 seen[key] = series = known.get(key) or self._series(*key)
-                named.append(series)
-                fresh.append(reading)
-        self._known = seen  # only the series of readings still cached are kept
+                pairs.append((series, reading))
+            if pairs:
+                groups.append((source, pairs))
+        with self._lock:
+            if seen.keys() != self._known.keys():  # names counted again only when the series are not the same
+                counts = Counter(name for series in seen.values() for name, _, _ in series)
+                self._shared_names = {name for name, count in counts.items() if count > 1}
+            self._known = seen  # only the series of readings still cached are kept
+            shared_names = self._shared_names
+        if not shared_names:  # the usual case
+            return groups, [], stale
+        clean: list[tuple[str, _Pairs]] = []
+        shared: _Pairs = []
+        for source, pairs in groups:
+            if any(name in shared_names for series, _ in pairs for name, _, _ in series):
+                shared += pairs
+            else:
+                clean.append((source, pairs))
+        return clean, shared, stale
 
-        def samples() -> Iterator[tuple[str, str, Sample]]:
-            for series, reading in zip(named, fresh, strict=True):
-                timestamp = reading.time if timestamps else None
-                numbers = (float(reading.inbound), reading.number, reading.raw_number)
-                for (name, documentation, labels), number in zip(series, numbers, strict=True):
-                    if number is not None:
-                        yield name, documentation, Sample(name, labels, number, timestamp)
+    def _families(self, pairs: _Pairs, *, merge: bool = False) -> Iterator[Metric]:
+        """A family per series, made as the encoder asks for it so that each is freed once written (30,000
+        families alive at once made every scrape pay a full garbage collection); with ``merge``, a family per
+        name, holding every sample of that name."""
+        merged: dict[str, Metric] = {}
+        for series, reading in pairs:
+            timestamp = reading.time if self.timestamps else None
+            numbers = (float(reading.inbound), reading.number, reading.raw_number)
+            for (name, documentation, labels), number in zip(series, numbers, strict=True):
+                if number is None:
+                    continue
+                sample = Sample(name, labels, number, timestamp)
+                if merge:
+                    merged.setdefault(name, Metric(name, documentation, "gauge")).samples.append(sample)
+                else:
+                    family = Metric(name, documentation, "gauge")
+                    family.samples.append(sample)
+                    yield family
+        yield from merged.values()
 
-        # Families are made as the exposition asks for them, so that each is freed once written: 30,000 families
-        # alive at once would make every scrape pay a full garbage collection. Names can collide (herostools'
-        # names do): such a family holds every sample of its name, in the place of its first.
-        counts = Counter(name for series in named for name, _, _ in series)
-        shared: dict[str, Metric] = {}
-        if len(counts) < 3 * len(named):
-            for name, documentation, sample in samples():
-                if counts[name] > 1:
-                    shared.setdefault(name, Metric(name, documentation, "gauge")).samples.append(sample)
-        for name, documentation, sample in samples():
-            if counts[name] == 1:
-                family = Metric(name, documentation, "gauge")
-                family.samples.append(sample)
-                yield family
-            elif name in shared:
-                yield shared.pop(name)
-
+    def _own(self, stale: int) -> Iterator[Metric]:
         skipped = CounterMetricFamily(
             "archivist_datasource_records_skipped",
             "observable_data records (or values) skipped, by reason",
@@ -157,6 +199,47 @@ class DatasourceCollector(Collector):
         )
         old.add_metric((self.name,), stale)
         yield old
+
+    def collect(self) -> Iterator[Metric]:
+        clean, shared, stale = self._grouped()
+        for _, pairs in clean:
+            yield from self._families(pairs)
+        yield from self._families(shared, merge=True)
+        yield from self._own(stale)
+
+    def exposition(self, encoder: Encoder = generate_latest) -> bytes:
+        """``encoder(self)``: the same bytes, each source's part kept from the previous scrape by the same
+        encoder while the source's readings are the very same (the sources sharing a name are written anew)."""
+        clean, shared, stale = self._grouped()
+        eof = encoder(_Families(()))  # OpenMetrics ends with "# EOF": once, after the last part
+        key = _encoder_key(encoder)
+        with self._lock:
+            kept = self._texts.get(key, {})
+        texts: dict[str, tuple[tuple[Reading, ...], bytes]] = {}
+        for source, pairs in clean:
+            readings = tuple(reading for _, reading in pairs)
+            text = kept.get(source)
+            if text is None or text[0] != readings:
+                text = readings, encoder(_Families(self._families(pairs))).removesuffix(eof)
+            texts[source] = text
+        rest = encoder(_Families(itertools.chain(self._families(shared, merge=True), self._own(stale))))
+        with self._lock:
+            self._texts.pop(key, None)
+            self._texts[key] = texts  # the texts of sources no longer cached go
+            while len(self._texts) > _ENCODERS_KEPT:
+                del self._texts[next(iter(self._texts))]
+        return b"".join(text for _, text in texts.values()) + rest
+
+
+def exposition(collectors: Iterable[Collector], encoder: Encoder = generate_latest) -> bytes:
+    """``encoder`` applied to ``collectors`` as one registry; a collector with an ``exposition`` of its own
+    (a :class:`DatasourceCollector`, which keeps text between scrapes) is asked for its part."""
+    eof = encoder(_Families(()))
+    parts = [
+        (collector.exposition(encoder) if hasattr(collector, "exposition") else encoder(collector)).removesuffix(eof)
+        for collector in collectors
+    ]
+    return b"".join(parts) + eof
 
 
 # -- live objects a metrics endpoint serves -----------------------------------------------------------------------
@@ -275,6 +358,12 @@ class LiveCollectors(Collector):
                         seen.add(key)
                         target.samples.append(sample)
         yield from merged.values()
+
+    def exposition(self, encoder: Encoder = generate_latest) -> bytes:
+        """``encoder(self)``; with one state machine, its own exposition (which keeps text between scrapes)."""
+        with _lock:
+            collectors = list(_collectors)
+        return exposition(collectors, encoder) if len(collectors) == 1 else encoder(self)
 
 
 def metrics_registry(*collectors: Collector) -> CollectorRegistry:

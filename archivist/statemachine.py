@@ -13,7 +13,6 @@ from .metrics import (
     ArchiverCollector,
     DatasourceCollector,
     SpoolHealth,
-    metrics_registry,
     register_collector,
     unregister_collector,
 )
@@ -58,7 +57,7 @@ class HERODatasourceStateMachine:
         )
         collectors = [self.collector, ArchiverCollector()] if archiver_metrics else [self.collector]
         self._server = MetricsServer(
-            metrics_registry(*collectors),
+            *collectors,
             port=http_port,
             bind_address=bind_address,
             endpoint=metrics_endpoint,

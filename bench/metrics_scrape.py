@@ -39,6 +39,7 @@ from archivist.datasource import DatasourceCache
 from archivist.metrics import (
     DatasourceCollector,
     LiveCollectors,
+    exposition,
     metrics_registry,
     register_collector,
     unregister_collector,
@@ -47,6 +48,7 @@ from archivist.metrics_server import MetricsServer
 
 HEROSTOOLS_DIR = Path(tempfile.gettempdir()) / "archivist-bench-herostools"  # outside the repository
 LABELS = {"lab": "B1", "site": "main"}
+PROMETHEUS = {"Accept": "application/openmetrics-text;version=1.0.0", "Accept-Encoding": "gzip"}  # its first choice
 
 
 def herostools_statemachine() -> Any:
@@ -94,10 +96,15 @@ class Prebuilt(Collector):
         return iter(self.families)
 
 
-def timed(function: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
+def timed(
+    function: Callable[[], Any], repeat: int, before: Callable[[], Any] = lambda: None
+) -> tuple[list[float], Any]:
+    """``function``'s durations after a warm-up, ``before`` run (untimed) ahead of each call."""
+    before()
     result = function()  # warm up
     durations = []
     for _ in range(repeat):
+        before()
         start = time.perf_counter()
         result = function()
         durations.append(time.perf_counter() - start)
@@ -136,12 +143,19 @@ def measure(sources: int, observables: int, repeat: int) -> list[tuple[str, list
     collector = DatasourceCollector(cache, labels=LABELS)
     registry = metrics_registry(collector)
     register_collector(collector)  # what a running state machine does: `archivist run --metrics-port` serves it
-    every_state_machine = metrics_registry(LiveCollectors())
-    server = MetricsServer(registry, port=0, bind_address="127.0.0.1")
+    every_state_machine = LiveCollectors()
+    server = MetricsServer(collector, port=0, bind_address="127.0.0.1")
 
-    def http_get() -> bytes:
-        with urllib.request.urlopen(server.url, timeout=60) as response:
-            return response.read()
+    def http_get(headers: dict[str, str]) -> Callable[[], bytes]:
+        def get() -> bytes:
+            request = urllib.request.Request(server.url, headers=headers)
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.read()
+
+        return get
+
+    def every_reading_new() -> None:  # each source sends all its readings again, with a new time
+        fill(cache, sources, observables)
 
     StateMachine = herostools_statemachine()
     from heros.datasource.types import DatasourceReturnSet, DatasourceReturnValue
@@ -171,11 +185,19 @@ def measure(sources: int, observables: int, repeat: int) -> list[tuple[str, list
 
     try:
         return [
-            ("archivist: exposition (generate_latest)", *timed(lambda: generate_latest(registry), repeat)),
-            ("archivist: HTTP GET on 127.0.0.1", *timed(http_get, repeat)),
+            ("archivist: HTTP GET on 127.0.0.1, text format", *timed(http_get({}), repeat)),
             (
-                "archivist: `run --metrics-port`'s collector of every state machine (generate_latest)",
-                *timed(lambda: generate_latest(every_state_machine), repeat),
+                "archivist: the same, every reading new since the last scrape",
+                *timed(http_get({}), repeat, every_reading_new),
+            ),
+            ("archivist: HTTP GET as Prometheus asks (OpenMetrics, gzip)", *timed(http_get(PROMETHEUS), repeat)),
+            (
+                "archivist: `run --metrics-port`'s collector of every state machine (`exposition`)",
+                *timed(lambda: exposition([every_state_machine]), repeat),
+            ),
+            (
+                "archivist: the collector's families written by `generate_latest`, no text kept",
+                *timed(lambda: generate_latest(registry), repeat),
             ),
             ("prometheus_client alone: `generate_latest` of the same families, built beforehand", *exposition_alone()),
             ("herostools: `_http_handle_metrics`, its logger at WARNING", *timed(herostools_quiet, repeat)),

@@ -1,17 +1,22 @@
-"""The datasource cache and its collector, without zenoh: ordering, max_age, timestamps, names, bad input."""
+"""The datasource cache, its collector and the endpoint, without zenoh: ordering, max_age, timestamps, names, bad
+input, text kept between scrapes."""
 
 from __future__ import annotations
 
+import gzip
 import time
+import urllib.request
 
 import cbor2
 import pytest
 from prometheus_client import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from archivist import ConfigError, Received
+from archivist import ConfigError, MetricsServer, Received
 from archivist.datasource import DatasourceCache
 from archivist.metrics import (
+    ArchiverCollector,
     DatasourceCollector,
     LiveCollectors,
     metric_name,
@@ -19,6 +24,7 @@ from archivist.metrics import (
     register_collector,
     unregister_collector,
 )
+from tests.metrics_support import OPENMETRICS, fetch, scrape, value
 
 
 def reading(ident: str, when: float, raw_value: object, **extra: object) -> dict[str, object]:
@@ -164,3 +170,66 @@ def test_one_endpoint_for_two_state_machines_shows_each_series_once() -> None:
     assert [sample.value for sample in families["dev_t_raw_value"].samples] == [1.0]
     assert [sample.value for sample in families["other_p_raw_value"].samples] == [2.0]
     assert text.count("# TYPE dev_t_raw_value gauge") == 1
+
+
+ENCODERS = {"text": (None, generate_latest), "OpenMetrics": (OPENMETRICS, generate_openmetrics)}
+
+
+@pytest.mark.parametrize("format_name", ENCODERS)
+def test_each_scrape_shows_the_cache_as_it_is_then(format_name: str) -> None:
+    """The endpoint keeps each source's text between scrapes; whatever changed in between, a scrape is exactly what
+    prometheus_client writes for the cache at that moment (and OpenMetrics ends with one ``# EOF``)."""
+    accept, encoder = ENCODERS[format_name]
+    cache, now = DatasourceCache(), time.time()
+    collector = DatasourceCollector(cache, labels={"lab": "B1"}, max_age=60, timestamps=True)
+    own = ArchiverCollector(lambda: [])
+    server = MetricsServer(collector, own, port=0)
+    steps = [
+        lambda: cache.update("dev", [reading("t", now, 1.0), reading("p", now, 5.0, raw_unit="µA")]),
+        lambda: cache.update("other", [reading("x", now, 3.0)]),  # a new source; "dev" is unchanged
+        lambda: cache.update("dev", [reading("t", now + 1, 2.0)]),  # one value of "dev" changes
+        lambda: cache.update("dev", [reading("p", now + 1, 6.0)]),  # a unit changes with it: new labels
+        lambda: cache.update("a-b", [reading("c", now, 7.0)]),  # a name another source has too (below)
+        lambda: cache.update("a", [reading("b_c", now, 8.0)]),
+        lambda: cache.update("other", [reading("old", now - 100, 4.0)]),  # older than max_age: left out
+        lambda: cache.update("other", [reading("x", now + 2, "text")]),  # no longer a number
+        cache.clear,
+    ]
+    try:
+        for step in steps:
+            step()
+            status, _, body = fetch(server.url, accept)
+            assert status == 200
+            assert body == encoder(metrics_registry(collector, own)).decode()
+            assert body.count("# EOF") == (format_name == "OpenMetrics")
+            assert body == fetch(server.url, accept)[2]  # the same again, now from the kept text
+    finally:
+        server.close()
+
+
+def test_a_reading_that_ages_past_max_age_leaves_the_scrape() -> None:
+    cache = DatasourceCache()
+    server = MetricsServer(DatasourceCollector(cache, max_age=1), port=0)
+    try:
+        cache.update("dev", [reading("t", time.time(), 1.0)])
+        assert value(scrape(server.url), "dev_t_raw_value", prefix="dev", key="t") == 1.0
+        deadline = time.monotonic() + 10
+        while (exposed := scrape(server.url)) and value(exposed, "dev_t_raw_value", prefix="dev", key="t") is not None:
+            assert time.monotonic() < deadline, "the reading stayed in the scrape after max_age"
+        assert value(exposed, "archivist_datasource_stale_readings", observer="datasource") == 1
+    finally:
+        server.close()
+
+
+def test_a_scrape_is_gzipped_when_the_scraper_accepts_it() -> None:
+    cache = DatasourceCache()
+    cache.update("dev", [reading(f"t{i}", time.time(), float(i)) for i in range(100)])
+    collector = DatasourceCollector(cache)
+    server = MetricsServer(collector, port=0)
+    try:
+        request = urllib.request.Request(server.url, headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            assert gzip.decompress(response.read()) == generate_latest(collector)
+    finally:
+        server.close()
