@@ -29,6 +29,7 @@ _ATOMIC_PUT_PROTOCOLS = frozenset({"memory", "s3", "s3a", "gs", "gcs", "abfs", "
 _LOCAL_PROTOCOLS = frozenset({"file", "local"})
 _S3_PROTOCOLS = frozenset({"s3", "s3a"})
 _KNOWN_DIRS_LIMIT = 10_000
+_PROBE_MAX_BYTES = 2**20  # the probe puts a written file again: only a small one
 _LEFTOVERS_LIMIT = 10_000
 
 
@@ -53,6 +54,8 @@ class _Attempt:
     suffixed: bool = False
     count: int = 0
     in_doubt: bool = False  # an attempt failed after it may have published ``final``
+    unchecked: bool = False  # ``final`` was not looked up: the conditional put itself refuses a taken name
+    refused: bool = False  # a conditional put found its name taken: every name is looked up from then on
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,9 @@ class Store:
         # Temporary files that failed writes could not remove (the storage was gone), removed later.
         self._leftovers: list[tuple[fsspec.AbstractFileSystem, str]] = []
         self._leftovers_lock = threading.Lock()
+        # Whether the S3 server refuses a put with If-None-Match to a taken name (None: not known yet); see _probe.
+        self._refuses_taken: bool | None = None
+        self._probe_lock = threading.Lock()
 
     def write(self, url: str, chunks: Chunks, *, resume: bool = False) -> Written:
         """Write ``chunks`` as the file ``url``, retrying transient errors; raises WriteError when it gives up.
@@ -127,30 +133,47 @@ class Store:
         attempt.count += 1
         fs, path, folder = self._resolve(url)
         atomic_put = _protocol(fs) in _ATOMIC_PUT_PROTOCOLS
+        s3 = _protocol(fs) in _S3_PROTOCOLS
         try:
             if not atomic_put:
                 self._ensure_parent(fs, path, folder)
-            if attempt.final is None:
-                attempt.final, attempt.suffixed, stored = self._claim(fs, path, b"".join(chunks) if resume else None)
-                if stored:
-                    log.info("%s already holds this data; not stored again", redact_url(self._url(url, attempt)))
-                    if not atomic_put:
-                        self._remove_stale_temporaries(fs, attempt.final)
-                    return Written(self._url(url, attempt), sum(len(c) for c in chunks), attempt.suffixed)
-            if atomic_put:
+            while True:
+                if attempt.final is None:
+                    unchecked = s3 and self._refuses_taken is True and not resume and not attempt.refused
+                    data = b"".join(chunks) if resume else None
+                    attempt.final, attempt.suffixed, stored = self._claim(fs, path, data, unchecked)
+                    attempt.unchecked = unchecked
+                    if stored:
+                        log.info("%s already holds this data; not stored again", redact_url(self._url(url, attempt)))
+                        if not atomic_put:
+                            self._remove_stale_temporaries(fs, attempt.final)
+                        return Written(self._url(url, attempt), sum(len(c) for c in chunks), attempt.suffixed)
+                if not atomic_put:
+                    # Replace only what this write may itself have published in an attempt whose outcome is unknown.
+                    replace = self._on_exists == "overwrite" or attempt.in_doubt
+                    self._publish(fs, attempt.final, chunks, replace, attempt)
+                    break
                 # On S3 the put itself refuses a taken name (If-None-Match), unless it may replace it.
-                create = _protocol(fs) in _S3_PROTOCOLS and self._on_exists != "overwrite" and not attempt.in_doubt
+                create = s3 and self._on_exists != "overwrite" and not attempt.in_doubt
+                body = b"".join(chunks)
                 attempt.in_doubt = True
-                fs.pipe_file(attempt.final, b"".join(chunks), **({"mode": "create"} if create else {}))
-            else:
-                # Replace only what this write may itself have published in an attempt whose outcome is unknown.
-                replace = self._on_exists == "overwrite" or attempt.in_doubt
-                self._publish(fs, attempt.final, chunks, replace, attempt)
+                try:
+                    fs.pipe_file(attempt.final, body, **({"mode": "create"} if create else {}))
+                except FileExistsError:
+                    if not attempt.unchecked:
+                        raise
+                    attempt.in_doubt, attempt.refused = False, True  # refused: nothing was stored
+                    self._release(attempt.final)
+                    attempt.final = None
+                    continue  # the name is taken after all: claim one as usual, looking names up
+                if create and self._refuses_taken is None:
+                    self._probe(fs, attempt.final, body)
+                break
         except ArchivistError:
             raise
         except FileExistsError:  # another process took the name after it was checked: claim another
             self._release(attempt.final)
-            attempt.final = None
+            attempt.final, attempt.in_doubt = None, False  # refused, so nothing of this attempt was stored
             raise
         except Exception as exc:
             if _is_missing(exc):
@@ -166,6 +189,31 @@ class Store:
         if attempt.suffixed:
             log.warning("%s exists; wrote %s instead", redact_url(url), redact_url(final))
         return Written(final, sum(len(c) for c in chunks), attempt.suffixed)
+
+    def _probe(self, fs: fsspec.AbstractFileSystem, final: str, body: bytes) -> None:
+        """Find out once whether the S3 server honours If-None-Match, by putting the file just written again.
+
+        Refused (AWS S3, MinIO, moto): names need not be looked up (a HEAD each) before their put, the put
+        itself refuses a taken one, and a write costs one request. Stored again (the same bytes, under the
+        same name) or any other answer: every name is still looked up first. Only a small file is put again.
+        """
+        if len(body) > _PROBE_MAX_BYTES or not self._probe_lock.acquire(blocking=False):
+            return
+        try:
+            if self._refuses_taken is not None:
+                return
+            try:
+                fs.pipe_file(final, body, mode="create")
+            except FileExistsError:
+                self._refuses_taken = True
+                log.info("the S3 server honours If-None-Match: a file is one PUT, without a HEAD first")
+                return
+            except Exception:
+                log.debug("If-None-Match probe of %s failed", final, exc_info=True)
+            self._refuses_taken = False
+            log.info("the S3 server does not honour If-None-Match: each name is looked up (HEAD) before its PUT")
+        finally:
+            self._probe_lock.release()
 
     @staticmethod
     def _url(url: str, attempt: _Attempt) -> str:
@@ -263,11 +311,14 @@ class Store:
                 self._known_dirs.clear()
             self._known_dirs.add(folder)
 
-    def _claim(self, fs: fsspec.AbstractFileSystem, path: str, data: bytes | None) -> tuple[str, bool, bool]:
+    def _claim(
+        self, fs: fsspec.AbstractFileSystem, path: str, data: bytes | None, unchecked: bool = False
+    ) -> tuple[str, bool, bool]:
         """Reserve the name to write: (name, suffixed, already stored).
 
         In-process claims stop two workers from picking the same free name. With ``data`` (a resumed
-        write), a taken name that holds exactly ``data`` is returned as already stored.
+        write), a taken name that holds exactly ``data`` is returned as already stored. ``unchecked``: the
+        storage is not asked, the put will refuse a taken name.
         """
         if self._on_exists == "overwrite":
             return path, False, False
@@ -279,6 +330,8 @@ class Store:
                 else:
                     self._claims.add(candidate)
                     claimed = True
+            if claimed and unchecked:
+                return candidate, n > 0, False
             if claimed:
                 try:
                     exists = _exists(fs, candidate)

@@ -67,6 +67,7 @@ class Workload:
     rows: list[Row]
     event: str = "acquisition_data"
     s3: bool = False
+    s3_delay: float = 0.0  # seconds moto holds each request back
 
     @property
     def item_bytes(self) -> int:
@@ -119,6 +120,19 @@ def workloads(args: argparse.Namespace) -> list[Workload]:
                 Row("zenoh subscriber (receive only)", "subscriber"),
             ],
             s3=True,
+        ),
+        Workload(
+            "256kib-s3-remote",
+            f"256 KiB uint16 frames to S3 {args.s3_delay_ms:g} ms away (moto on 127.0.0.1, each request held back)",
+            args.frames_s3,
+            [256, 512],
+            [
+                Row(f"archivist, {s3w} writers", "archivist-npy", s3w),
+                Row("boto3 put_object loop, 1 thread", "loop-s3", 1),
+                Row(f"boto3 put_object loop, {s3w} threads", "loop-s3", s3w),
+            ],
+            s3=True,
+            s3_delay=args.s3_delay_ms / 1000,
         ),
         Workload(
             "zarr",
@@ -195,7 +209,7 @@ def run_row(row: Row, load: Workload, rep: int, ctx: dict[str, Any]) -> dict[str
         "stall": ctx["stall"],
         "queue_max_bytes": ctx["queue_bytes"],
         "zenoh": loopback_zenoh_config(listen_port=port),
-        "options": ctx["options"] if load.s3 else None,
+        "options": ctx["options"],
         "boto3": ctx["boto3"],
     }
     proc = start_row(spec, ctx["venv"] if row.herostools else sys.executable)
@@ -274,12 +288,13 @@ def scrape(args: argparse.Namespace) -> None:
 
 
 @contextlib.contextmanager
-def storage(needed: bool) -> Iterator[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
-    """The moto S3 server (from bench/zarr_append.py) when a workload needs it: storage_options and boto3 kwargs."""
-    if not needed:
+def storage(load: Workload) -> Iterator[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+    """A moto S3 server of its own (from bench/zarr_append.py) when the workload needs one: storage_options and
+    boto3 kwargs."""
+    if not load.s3:
         yield None, None
         return
-    with moto_s3() as (_, options):
+    with moto_s3(load.s3_delay) as (_, options):
         endpoint = options["client_kwargs"]["endpoint_url"]
         client = {"endpoint_url": endpoint, "aws_access_key_id": "x", "aws_secret_access_key": "x"}
         yield options, client | {"region_name": "us-east-1"}
@@ -287,7 +302,7 @@ def storage(needed: bool) -> Iterator[tuple[dict[str, Any] | None, dict[str, Any
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    names = ["1mib-npy", "16x16-npy", "dict-json", "256kib-s3", "zarr", "zarr-s3", "scrape"]
+    names = ["1mib-npy", "16x16-npy", "dict-json", "256kib-s3", "256kib-s3-remote", "zarr", "zarr-s3", "scrape"]
     parser.add_argument("--only", action="append", choices=names, help="run only this workload (repeatable)")
     parser.add_argument("--repeat", type=int, default=5, help="alternating runs of every row (default 5)")
     parser.add_argument("--frames-1mib", type=int, default=500)
@@ -299,6 +314,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scrape-repeat", type=int, default=5)
     parser.add_argument("--workers", type=int, default=4, help="archivist's writer threads on local disk")
     parser.add_argument("--s3-workers", type=int, default=8, help="archivist's writer threads on S3")
+    parser.add_argument(
+        "--s3-delay-ms", type=float, default=20, help="ms each request to the 'remote' S3 waits (default 20)"
+    )
     parser.add_argument("--queue-mib", type=int, default=64, help="archivist's queue_max_bytes, in MiB")
     parser.add_argument("--timeout", type=float, default=300, help="seconds a row may take for one run")
     parser.add_argument("--stall", type=float, default=5, help="seconds without an event after which it is lost")
@@ -325,28 +343,26 @@ def main(argv: list[str] | None = None) -> int:
             args.herostools = False
     loads = [load for load in workloads(args) if load.name in args.only]
     failed = 0
-    with (
-        tempfile.TemporaryDirectory(prefix="archivist-bench-") as tmp,
-        storage(any(load.s3 for load in loads)) as (options, client),
-    ):
-        ctx = {
-            "root": tmp,
-            "scratch": tmp,
-            "timeout": args.timeout,
-            "stall": args.stall,
-            "queue_bytes": args.queue_mib * MiB,
-            "options": options,
-            "boto3": client,
-            "venv": venv,
-        }
+    with tempfile.TemporaryDirectory(prefix="archivist-bench-") as tmp:
         for load in loads:
-            for rep in range(args.repeat):
-                for row in load.rows if rep % 2 == 0 else reversed(load.rows):
-                    try:
-                        row.runs.append(run_row(row, load, rep, ctx | {"root": "s3://bench"} if load.s3 else ctx))
-                    except Exception as exc:  # report it and go on with the other rows
-                        failed += 1
-                        print(f"{load.name} / {row.label}: FAILED: {type(exc).__name__}: {exc}", flush=True)
+            with storage(load) as (options, client):
+                ctx = {
+                    "root": "s3://bench" if load.s3 else tmp,
+                    "scratch": tmp,
+                    "timeout": args.timeout,
+                    "stall": args.stall,
+                    "queue_bytes": args.queue_mib * MiB,
+                    "options": options,
+                    "boto3": client,
+                    "venv": venv,
+                }
+                for rep in range(args.repeat):
+                    for row in load.rows if rep % 2 == 0 else reversed(load.rows):
+                        try:
+                            row.runs.append(run_row(row, load, rep, ctx))
+                        except Exception as exc:  # report it and go on with the other rows
+                            failed += 1
+                            print(f"{load.name} / {row.label}: FAILED: {type(exc).__name__}: {exc}", flush=True)
             report(load, args.repeat)
     if "scrape" in args.only:
         scrape(args)

@@ -129,14 +129,26 @@ def run_direct(kind: str, base: str, options: dict[str, Any] | None, args: argpa
 
 
 @contextlib.contextmanager
-def moto_s3() -> Iterator[tuple[str, dict[str, Any]]]:
-    """A bucket on a moto server on 127.0.0.1, and the storage_options to reach it."""
+def moto_s3(delay: float = 0.0) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A bucket on a moto server on 127.0.0.1, and the storage_options to reach it.
+
+    ``delay``: seconds each request waits before moto answers it, in a thread of the server's own, so requests
+    in flight overlap their waits as they do on the way to a storage farther away than loopback.
+    """
     import boto3
     from moto.server import ThreadedMotoServer
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    if delay:
+        wsgi, app = server._server, server._server.app  # werkzeug's server calls its .app per request
+
+        def delayed(environ: dict[str, Any], start_response: Any) -> Any:
+            time.sleep(delay)
+            return app(environ, start_response)
+
+        wsgi.app = delayed
     endpoint = f"http://127.0.0.1:{port}"
     try:
         boto3.client(

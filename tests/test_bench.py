@@ -16,7 +16,16 @@ def test_arguments_choose_workloads_and_sizes() -> None:
     (load,) = [load for load in run.workloads(args) if load.name in args.only]
     assert (load.count, load.shape, load.item_bytes) == (7, [16, 16], 512)
     assert [row.kind for row in load.rows] == ["archivist-npy", "loop-npy", "subscriber"]
-    assert run.parse_args([]).only == ["1mib-npy", "16x16-npy", "dict-json", "256kib-s3", "zarr", "zarr-s3", "scrape"]
+    assert run.parse_args([]).only == [
+        "1mib-npy",
+        "16x16-npy",
+        "dict-json",
+        "256kib-s3",
+        "256kib-s3-remote",
+        "zarr",
+        "zarr-s3",
+        "scrape",
+    ]
 
 
 def test_a_write_loop_row_runs_in_its_own_process_and_reports_its_memory(tmp_path: Path) -> None:

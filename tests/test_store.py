@@ -14,6 +14,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 from archivist import DestinationExistsError, Store, WriteError
 from archivist.localfile import publish_file
 from archivist.retry import is_transient, retry_policy
+from tests import support
 
 
 class FlakyFileSystem(MemoryFileSystem):
@@ -270,3 +271,94 @@ def test_a_local_name_another_process_takes_after_the_check_is_not_overwritten(t
     written = Store(retrying=_retrying([])).write(str(target), [b"ours"])
     assert written.url.endswith("frame.1.npy")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {"frame.npy": b"rival", "frame.1.npy": b"ours"}
+
+
+class RecordingS3:
+    """A moto S3 server of its own on 127.0.0.1 that records every request (method, key); with ``honour`` False
+    it drops the If-None-Match header first, as an S3 server that does not know it."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.requests: list[tuple[str, str]] = []
+        self.honour = True
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=support.free_port(), verbose=False)
+        self._server.start()
+        app = self._server._server.app  # werkzeug's server calls its .app for each request
+
+        def recording(environ, start_response):
+            self.requests.append((environ["REQUEST_METHOD"], environ["PATH_INFO"].split("/", 2)[-1]))
+            if not self.honour:
+                environ.pop("HTTP_IF_NONE_MATCH", None)
+            return app(environ, start_response)
+
+        self._server._server.app = recording
+        host, port = self._server.get_host_and_port()
+        self.bucket, self.options, self.client = support.new_bucket(f"http://{host}:{port}")
+        self.requests.clear()
+
+    def objects(self) -> dict[str, bytes]:
+        listed = self.client.list_objects_v2(Bucket=self.bucket).get("Contents", [])
+        return {o["Key"]: self.client.get_object(Bucket=self.bucket, Key=o["Key"])["Body"].read() for o in listed}
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+@pytest.fixture
+def recording_s3():
+    server = RecordingS3()
+    yield server
+    server.stop()
+
+
+def test_s3_writes_are_one_put_each_once_the_server_refuses_taken_names(recording_s3) -> None:
+    """The first small file is put again with If-None-Match; refused, later names are not looked up (HEAD) first,
+    and a name that turns out to be taken is still never overwritten."""
+    s3 = recording_s3
+    store = Store(storage_options=s3.options, retrying=_retrying([]))
+    store.write(f"s3://{s3.bucket}/first.npy", [b"first"])
+    assert s3.requests == [("HEAD", "first.npy"), ("PUT", "first.npy"), ("PUT", "first.npy")]
+    s3.client.put_object(Bucket=s3.bucket, Key="taken.npy", Body=b"precious")
+    s3.requests.clear()
+    for name in ("a.npy", "b.npy", "taken.npy"):
+        store.write(f"s3://{s3.bucket}/{name}", [name.encode()])
+    assert s3.requests == [
+        ("PUT", "a.npy"),
+        ("PUT", "b.npy"),
+        ("PUT", "taken.npy"),  # refused: looked up from here on
+        ("HEAD", "taken.npy"),
+        ("HEAD", "taken.1.npy"),
+        ("PUT", "taken.1.npy"),
+    ]
+    assert s3.objects() == {
+        "first.npy": b"first",
+        "a.npy": b"a.npy",
+        "b.npy": b"b.npy",
+        "taken.npy": b"precious",
+        "taken.1.npy": b"taken.npy",
+    }
+
+
+def test_s3_names_are_looked_up_first_where_the_server_ignores_if_none_match(recording_s3) -> None:
+    s3 = recording_s3
+    s3.honour = False
+    store = Store(storage_options=s3.options, retrying=_retrying([]))
+    store.write(f"s3://{s3.bucket}/first.npy", [b"first"])  # stored again by the probe: the same bytes
+    s3.client.put_object(Bucket=s3.bucket, Key="taken.npy", Body=b"precious")
+    s3.requests.clear()
+    for name in ("a.npy", "taken.npy"):
+        store.write(f"s3://{s3.bucket}/{name}", [name.encode()])
+    assert s3.requests == [
+        ("HEAD", "a.npy"),
+        ("PUT", "a.npy"),
+        ("HEAD", "taken.npy"),
+        ("HEAD", "taken.1.npy"),
+        ("PUT", "taken.1.npy"),
+    ]
+    assert s3.objects() == {
+        "first.npy": b"first",
+        "a.npy": b"a.npy",
+        "taken.npy": b"precious",
+        "taken.1.npy": b"taken.npy",
+    }
