@@ -11,6 +11,10 @@ and a plain loop that writes the same items with the same number of threads, wit
 takes). Rows alternate within each repetition, so a slow moment of the machine hits them all; the table quotes
 medians and the ratio of archivist to each row is the median of the ratios within each repetition.
 
+Each S3 workload gets a moto server of its own on 127.0.0.1 (in this process, so the rows do not pay for its CPU);
+``256kib-s3-remote`` has it hold every request back ``--s3-delay-ms`` (20 ms), as an S3 farther away than loopback
+would, which is where concurrent writers earn their keep.
+
 herostools runs from a bench venv (``$TMPDIR/archivist-bench-venv``, made on first use with ``python -m venv`` and
 ``pip install herostools``); it is never a dependency of archivist. Its archivers write with ``pathlib``, so it has
 no S3 row. The zarr workload and the scrape reuse bench/zarr_append.py and bench/metrics_scrape.py, which also
