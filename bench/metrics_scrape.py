@@ -157,6 +157,9 @@ def measure(sources: int, observables: int, repeat: int) -> list[tuple[str, list
     def every_reading_new() -> None:  # each source sends all its readings again, with a new time
         fill(cache, sources, observables)
 
+    def a_tenth_new() -> None:
+        fill(cache, sources // 10, observables)
+
     StateMachine = herostools_statemachine()
     from heros.datasource.types import DatasourceReturnSet, DatasourceReturnValue
 
@@ -189,6 +192,10 @@ def measure(sources: int, observables: int, repeat: int) -> list[tuple[str, list
             (
                 "archivist: the same, every reading new since the last scrape",
                 *timed(http_get({}), repeat, every_reading_new),
+            ),
+            (
+                f"archivist: the same, {sources // 10} of the {sources} sources new since the last scrape",
+                *timed(http_get({}), repeat, a_tenth_new),
             ),
             ("archivist: HTTP GET as Prometheus asks (OpenMetrics, gzip)", *timed(http_get(PROMETHEUS), repeat)),
             (
