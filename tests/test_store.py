@@ -312,50 +312,28 @@ def recording_s3():
     server.stop()
 
 
-def test_s3_writes_are_one_put_each_once_the_server_refuses_taken_names(recording_s3) -> None:
-    """The first small file is put again with If-None-Match; refused, later names are not looked up (HEAD) first,
-    and a name that turns out to be taken is still never overwritten."""
+@pytest.mark.parametrize(
+    ("honour", "requests"),
+    [
+        (True, [("PUT", "a.npy"), ("PUT", "taken.npy"), ("HEAD", "taken.npy"), ("HEAD", "taken.1.npy")]),
+        (False, [("HEAD", "a.npy"), ("PUT", "a.npy"), ("HEAD", "taken.npy"), ("HEAD", "taken.1.npy")]),
+    ],
+    ids=["server-honours-if-none-match", "server-ignores-it"],
+)
+def test_s3_names_are_looked_up_only_where_the_server_could_overwrite(recording_s3, honour, requests) -> None:
+    """The store's first small file is put again with If-None-Match. Refused: later files are one PUT, without a
+    HEAD first, and a name the PUT finds taken is looked up from then on. Stored again (the same bytes): every name
+    is looked up before its PUT. Either way a taken name is never overwritten."""
     s3 = recording_s3
+    s3.honour = honour
     store = Store(storage_options=s3.options, retrying=_retrying([]))
     store.write(f"s3://{s3.bucket}/first.npy", [b"first"])
     assert s3.requests == [("HEAD", "first.npy"), ("PUT", "first.npy"), ("PUT", "first.npy")]
     s3.client.put_object(Bucket=s3.bucket, Key="taken.npy", Body=b"precious")
     s3.requests.clear()
-    for name in ("a.npy", "b.npy", "taken.npy"):
-        store.write(f"s3://{s3.bucket}/{name}", [name.encode()])
-    assert s3.requests == [
-        ("PUT", "a.npy"),
-        ("PUT", "b.npy"),
-        ("PUT", "taken.npy"),  # refused: looked up from here on
-        ("HEAD", "taken.npy"),
-        ("HEAD", "taken.1.npy"),
-        ("PUT", "taken.1.npy"),
-    ]
-    assert s3.objects() == {
-        "first.npy": b"first",
-        "a.npy": b"a.npy",
-        "b.npy": b"b.npy",
-        "taken.npy": b"precious",
-        "taken.1.npy": b"taken.npy",
-    }
-
-
-def test_s3_names_are_looked_up_first_where_the_server_ignores_if_none_match(recording_s3) -> None:
-    s3 = recording_s3
-    s3.honour = False
-    store = Store(storage_options=s3.options, retrying=_retrying([]))
-    store.write(f"s3://{s3.bucket}/first.npy", [b"first"])  # stored again by the probe: the same bytes
-    s3.client.put_object(Bucket=s3.bucket, Key="taken.npy", Body=b"precious")
-    s3.requests.clear()
     for name in ("a.npy", "taken.npy"):
         store.write(f"s3://{s3.bucket}/{name}", [name.encode()])
-    assert s3.requests == [
-        ("HEAD", "a.npy"),
-        ("PUT", "a.npy"),
-        ("HEAD", "taken.npy"),
-        ("HEAD", "taken.1.npy"),
-        ("PUT", "taken.1.npy"),
-    ]
+    assert s3.requests == [*requests, ("PUT", "taken.1.npy")]
     assert s3.objects() == {
         "first.npy": b"first",
         "a.npy": b"a.npy",
