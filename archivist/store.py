@@ -154,18 +154,18 @@ class Store:
                     self._publish(fs, attempt.final, chunks, replace, attempt)
                     break
                 # On S3 the put itself refuses a taken name (If-None-Match), unless it may replace it.
-                create = s3 and self._on_exists != "overwrite" and not attempt.in_doubt
+                create = s3 and self._on_exists != "overwrite"
                 body = b"".join(chunks)
-                attempt.in_doubt = True
+                was_in_doubt, attempt.in_doubt = attempt.in_doubt, True
                 try:
                     fs.pipe_file(attempt.final, body, **({"mode": "create"} if create else {}))
                 except FileExistsError:
-                    if not attempt.unchecked:
-                        raise
-                    attempt.in_doubt, attempt.refused = False, True  # refused: nothing was stored
+                    if was_in_doubt and _holds(fs, attempt.final, body):
+                        break  # stored by an earlier attempt, whose reply was lost
+                    attempt.in_doubt, attempt.refused = False, True  # refused: this attempt stored nothing
                     self._release(attempt.final)
                     attempt.final = None
-                    continue  # the name is taken after all: claim one as usual, looking names up
+                    continue  # the name is taken: claim another, looking names up
                 if create and self._refuses_taken is None:
                     self._probe(fs, attempt.final, body)
                 break

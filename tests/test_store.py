@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import threading
 import uuid
@@ -340,3 +341,37 @@ def test_s3_names_are_looked_up_only_where_the_server_could_overwrite(recording_
         "taken.npy": b"precious",
         "taken.1.npy": b"taken.npy",
     }
+
+
+@pytest.mark.parametrize("taken", [False, True], ids=["put-stored", "put-refused"])
+def test_an_s3_put_whose_reply_was_lost_is_neither_stored_twice_nor_overwrites(
+    recording_s3, monkeypatch, taken
+) -> None:
+    """The put reaches the server, which stores the file (or refuses it: another client took the name since it was
+    looked up), but the answer is lost. The retry's put carries If-None-Match too: refused, the name holds either
+    this very file (done) or another's, which stays as it is."""
+    import s3fs
+
+    s3 = recording_s3
+    real_put = s3fs.S3FileSystem._pipe_file
+    lost = []
+
+    async def put_and_lose_the_reply(self, path, data, *args, **kwargs):
+        if lost:
+            return await real_put(self, path, data, *args, **kwargs)
+        lost.append(path)
+        if taken:  # another client, between the lookup and the put
+            s3.client.put_object(Bucket=s3.bucket, Key="frame.npy", Body=b"precious")
+        with contextlib.suppress(FileExistsError):
+            await real_put(self, path, data, *args, **kwargs)
+        raise ConnectionError("connection reset before the reply")
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_pipe_file", put_and_lose_the_reply)
+    written = Store(storage_options=s3.options, retrying=_retrying([])).write(f"s3://{s3.bucket}/frame.npy", [b"ours"])
+    assert lost == [f"{s3.bucket}/frame.npy"]
+    if taken:
+        assert written.url.endswith("/frame.1.npy")
+        assert s3.objects() == {"frame.npy": b"precious", "frame.1.npy": b"ours"}
+    else:
+        assert written.url.endswith("/frame.npy")
+        assert s3.objects() == {"frame.npy": b"ours"}
