@@ -54,8 +54,7 @@ class _Attempt:
     suffixed: bool = False
     count: int = 0
     in_doubt: bool = False  # an attempt failed after it may have published ``final``
-    unchecked: bool = False  # ``final`` was not looked up: the conditional put itself refuses a taken name
-    refused: bool = False  # a conditional put found its name taken: every name is looked up from then on
+    refused: bool = False  # a name was found taken at the put: every name is looked up from then on
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,38 +141,37 @@ class Store:
                     unchecked = s3 and self._refuses_taken is True and not resume and not attempt.refused
                     data = b"".join(chunks) if resume else None
                     attempt.final, attempt.suffixed, stored = self._claim(fs, path, data, unchecked)
-                    attempt.unchecked = unchecked
                     if stored:
                         log.info("%s already holds this data; not stored again", redact_url(self._url(url, attempt)))
                         if not atomic_put:
                             self._remove_stale_temporaries(fs, attempt.final)
                         return Written(self._url(url, attempt), sum(len(c) for c in chunks), attempt.suffixed)
-                if not atomic_put:
-                    # Replace only what this write may itself have published in an attempt whose outcome is unknown.
-                    replace = self._on_exists == "overwrite" or attempt.in_doubt
-                    self._publish(fs, attempt.final, chunks, replace, attempt)
-                    break
-                # On S3 the put itself refuses a taken name (If-None-Match), unless it may replace it.
-                create = s3 and self._on_exists != "overwrite"
-                body = b"".join(chunks)
-                was_in_doubt, attempt.in_doubt = attempt.in_doubt, True
                 try:
-                    fs.pipe_file(attempt.final, body, **({"mode": "create"} if create else {}))
-                except FileExistsError:
-                    if was_in_doubt and _holds(fs, attempt.final, body):
-                        break  # stored by an earlier attempt, whose reply was lost
-                    attempt.in_doubt, attempt.refused = False, True  # refused: this attempt stored nothing
+                    if atomic_put:
+                        # On S3 the put itself refuses a taken name (If-None-Match), unless it may replace it.
+                        create = s3 and self._on_exists != "overwrite"
+                        body = b"".join(chunks)
+                        was_in_doubt, attempt.in_doubt = attempt.in_doubt, True
+                        try:
+                            fs.pipe_file(attempt.final, body, **({"mode": "create"} if create else {}))
+                        except FileExistsError:
+                            if was_in_doubt and _holds(fs, attempt.final, body):
+                                break  # stored by an earlier attempt, whose reply was lost
+                            raise
+                        if create and self._refuses_taken is None:
+                            self._probe(fs, attempt.final, body)
+                    else:
+                        # Replace only what this write may have published in an attempt whose outcome is unknown.
+                        replace = self._on_exists == "overwrite" or attempt.in_doubt
+                        self._publish(fs, attempt.final, chunks, replace, attempt)
+                except FileExistsError:  # the name is taken after all (another process took it since it was
+                    # looked up, or it was not looked up): nothing was stored; claim another, looking names up
+                    attempt.in_doubt, attempt.refused = False, True
                     self._release(attempt.final)
                     attempt.final = None
-                    continue  # the name is taken: claim another, looking names up
-                if create and self._refuses_taken is None:
-                    self._probe(fs, attempt.final, body)
+                    continue
                 break
         except ArchivistError:
-            raise
-        except FileExistsError:  # another process took the name after it was checked: claim another
-            self._release(attempt.final)
-            attempt.final, attempt.in_doubt = None, False  # refused, so nothing of this attempt was stored
             raise
         except Exception as exc:
             if _is_missing(exc):
