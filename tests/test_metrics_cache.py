@@ -233,3 +233,14 @@ def test_a_scrape_is_gzipped_when_the_scraper_accepts_it() -> None:
             assert gzip.decompress(response.read()) == generate_latest(collector)
     finally:
         server.close()
+
+
+def test_a_scrape_can_ask_for_some_families_by_name() -> None:
+    cache = DatasourceCache()
+    cache.update("dev", [reading("t", time.time(), 1.0), reading("p", time.time(), 2.0)])
+    server = MetricsServer(DatasourceCollector(cache), port=0)
+    try:
+        exposed = scrape(server.url + "?name%5B%5D=dev_t_raw_value&name%5B%5D=dev_p_inbound")
+    finally:
+        server.close()
+    assert sorted(name for name, _ in exposed) == ["dev_p_inbound", "dev_t_raw_value"]
