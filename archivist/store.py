@@ -22,6 +22,7 @@ from .route import redact_url
 log = logging.getLogger(__name__)
 
 OnExists = Literal["suffix", "overwrite", "error"]
+IfNoneMatch = Literal["unknown", "honoured", "ignored", "unsupported"]
 ON_EXISTS_CHOICES: tuple[OnExists, ...] = ("suffix", "overwrite", "error")
 
 # Backends where a single put is already atomic (the object appears whole or not at all) and rename is a copy.
@@ -97,8 +98,8 @@ class Store:
         # Temporary files that failed writes could not remove (the storage was gone), removed later.
         self._leftovers: list[tuple[fsspec.AbstractFileSystem, str]] = []
         self._leftovers_lock = threading.Lock()
-        # Whether the S3 server refuses a put with If-None-Match to a taken name (None: not known yet); see _probe.
-        self._refuses_taken: bool | None = None
+        # What the S3 server does with If-None-Match on a PUT to a taken name: see _probe and _write_once.
+        self._if_none_match: IfNoneMatch = "unknown"
         self._probe_lock = threading.Lock()
 
     def write(self, url: str, chunks: Chunks, *, resume: bool = False) -> Written:
@@ -138,7 +139,7 @@ class Store:
                 self._ensure_parent(fs, path, folder)
             while True:
                 if attempt.final is None:
-                    unchecked = s3 and self._refuses_taken is True and not resume and not attempt.refused
+                    unchecked = s3 and self._if_none_match == "honoured" and not resume and not attempt.refused
                     data = b"".join(chunks) if resume else None
                     attempt.final, attempt.suffixed, stored = self._claim(fs, path, data, unchecked)
                     if stored:
@@ -149,7 +150,7 @@ class Store:
                 try:
                     if atomic_put:
                         # On S3 the put itself refuses a taken name (If-None-Match), unless it may replace it.
-                        create = s3 and self._on_exists != "overwrite"
+                        create = s3 and self._on_exists != "overwrite" and self._if_none_match != "unsupported"
                         body = b"".join(chunks)
                         was_in_doubt, attempt.in_doubt = attempt.in_doubt, True
                         try:
@@ -158,7 +159,20 @@ class Store:
                             if was_in_doubt and _holds(fs, attempt.final, body):
                                 break  # stored by an earlier attempt, whose reply was lost
                             raise
-                        if create and self._refuses_taken is None:
+                        except OSError as exc:
+                            if not (create and _not_implemented(exc)):
+                                raise
+                            attempt.in_doubt = was_in_doubt  # refused: nothing was stored
+                            if self._if_none_match != "unsupported":
+                                self._if_none_match = "unsupported"
+                                log.warning(
+                                    "the S3 server does not implement If-None-Match on PUT: each name is looked "
+                                    "up (HEAD) before its PUT, and one another client takes in between is overwritten"
+                                )
+                            # The name was looked up (only a server that honours the header skips that): put it
+                            # again, without the header.
+                            continue
+                        if create and self._if_none_match == "unknown":
                             self._probe(fs, attempt.final, body)
                     else:
                         # Replace only what this write may have published in an attempt whose outcome is unknown.
@@ -198,17 +212,17 @@ class Store:
         if len(body) > _PROBE_MAX_BYTES or not self._probe_lock.acquire(blocking=False):
             return
         try:
-            if self._refuses_taken is not None:
+            if self._if_none_match != "unknown":
                 return
             try:
                 fs.pipe_file(final, body, mode="create")
             except FileExistsError:
-                self._refuses_taken = True
+                self._if_none_match = "honoured"
                 log.info("the S3 server honours If-None-Match: a file is one PUT, without a HEAD first")
                 return
             except Exception:
                 log.debug("If-None-Match probe of %s failed", final, exc_info=True)
-            self._refuses_taken = False
+            self._if_none_match = "ignored"
             log.info("the S3 server does not honour If-None-Match: each name is looked up (HEAD) before its PUT")
         finally:
             self._probe_lock.release()
@@ -386,6 +400,11 @@ def _exists(fs: fsspec.AbstractFileSystem, path: str) -> bool:
             return False
         raise
     return True
+
+
+def _not_implemented(exc: OSError) -> bool:
+    """An S3 server's 501 NotImplemented (s3fs raises it as ENOSYS): servers older than conditional writes."""
+    return exc.errno == errno.ENOSYS
 
 
 def _same_storage(a: fsspec.AbstractFileSystem, b: fsspec.AbstractFileSystem) -> bool:

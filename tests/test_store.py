@@ -275,22 +275,32 @@ def test_a_local_name_another_process_takes_after_the_check_is_not_overwritten(t
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {"frame.npy": b"rival", "frame.1.npy": b"ours"}
 
 
+NOT_IMPLEMENTED = (  # what S3 answered to a conditional PUT before it had conditional writes
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code><Message>A header you provided '
+    b"implies functionality that is not implemented</Message><Header>If-None-Match</Header></Error>"
+)
+
+
 class RecordingS3:
-    """A moto S3 server of its own on 127.0.0.1 that records every request (method, key); with ``honour`` False
-    it drops the If-None-Match header first, as an S3 server that does not know it."""
+    """A moto S3 server of its own on 127.0.0.1 that records every request (method, key). ``if_none_match``:
+    "honour" (moto's own), "ignore" (the header is dropped first, as by a server that does not know it) or
+    "refuse" (a PUT carrying it is answered 501 NotImplemented, as by servers older than conditional writes)."""
 
     def __init__(self) -> None:
         from moto.server import ThreadedMotoServer
 
         self.requests: list[tuple[str, str]] = []
-        self.honour = True
+        self.if_none_match = "honour"
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=support.free_port(), verbose=False)
         self._server.start()
         app = self._server._server.app  # werkzeug's server calls its .app for each request
 
         def recording(environ, start_response):
             self.requests.append((environ["REQUEST_METHOD"], environ["PATH_INFO"].split("/", 2)[-1]))
-            if not self.honour:
+            if self.if_none_match == "refuse" and "HTTP_IF_NONE_MATCH" in environ:
+                start_response("501 Not Implemented", [("Content-Type", "application/xml")])
+                return [NOT_IMPLEMENTED]
+            if self.if_none_match == "ignore":
                 environ.pop("HTTP_IF_NONE_MATCH", None)
             return app(environ, start_response)
 
@@ -315,22 +325,37 @@ def recording_s3():
 
 
 @pytest.mark.parametrize(
-    ("honour", "requests"),
+    ("if_none_match", "first", "requests"),
     [
-        (True, [("PUT", "a.npy"), ("PUT", "taken.npy"), ("HEAD", "taken.npy"), ("HEAD", "taken.1.npy")]),
-        (False, [("HEAD", "a.npy"), ("PUT", "a.npy"), ("HEAD", "taken.npy"), ("HEAD", "taken.1.npy")]),
+        (
+            "honour",
+            [("HEAD", "first.npy"), ("PUT", "first.npy"), ("PUT", "first.npy")],
+            [("PUT", "a.npy"), ("PUT", "taken.npy"), ("HEAD", "taken.npy"), ("HEAD", "taken.1.npy")],
+        ),
+        (
+            "ignore",
+            [("HEAD", "first.npy"), ("PUT", "first.npy"), ("PUT", "first.npy")],
+            [("HEAD", "a.npy"), ("PUT", "a.npy"), ("HEAD", "taken.npy"), ("HEAD", "taken.1.npy")],
+        ),
+        (
+            "refuse",
+            [("HEAD", "first.npy"), ("PUT", "first.npy"), ("PUT", "first.npy")],  # 501, then without the header
+            [("HEAD", "a.npy"), ("PUT", "a.npy"), ("HEAD", "taken.npy"), ("HEAD", "taken.1.npy")],
+        ),
     ],
-    ids=["server-honours-if-none-match", "server-ignores-it"],
 )
-def test_s3_names_are_looked_up_only_where_the_server_could_overwrite(recording_s3, honour, requests) -> None:
+def test_s3_names_are_looked_up_only_where_the_server_could_overwrite(
+    recording_s3, if_none_match, first, requests
+) -> None:
     """The store's first small file is put again with If-None-Match. Refused: later files are one PUT, without a
     HEAD first, and a name the PUT finds taken is looked up from then on. Stored again (the same bytes): every name
-    is looked up before its PUT. Either way a taken name is never overwritten."""
+    is looked up before its PUT. A server that does not implement the header (501) gets PUTs without it, each
+    name looked up first. Either way a taken name is never overwritten and every file is stored."""
     s3 = recording_s3
-    s3.honour = honour
+    s3.if_none_match = if_none_match
     store = Store(storage_options=s3.options, retrying=_retrying([]))
     store.write(f"s3://{s3.bucket}/first.npy", [b"first"])
-    assert s3.requests == [("HEAD", "first.npy"), ("PUT", "first.npy"), ("PUT", "first.npy")]
+    assert s3.requests == first
     s3.client.put_object(Bucket=s3.bucket, Key="taken.npy", Body=b"precious")
     s3.requests.clear()
     for name in ("a.npy", "taken.npy"):
