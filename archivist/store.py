@@ -148,36 +148,12 @@ class Store:
                             self._remove_stale_temporaries(fs, attempt.final)
                         return Written(self._url(url, attempt), sum(len(c) for c in chunks), attempt.suffixed)
                 try:
-                    if atomic_put:
-                        # On S3 the put itself refuses a taken name (If-None-Match), unless it may replace it.
-                        create = s3 and self._on_exists != "overwrite" and self._if_none_match != "unsupported"
-                        body = b"".join(chunks)
-                        was_in_doubt, attempt.in_doubt = attempt.in_doubt, True
-                        try:
-                            fs.pipe_file(attempt.final, body, **({"mode": "create"} if create else {}))
-                        except FileExistsError:
-                            if was_in_doubt and _holds(fs, attempt.final, body):
-                                break  # stored by an earlier attempt, whose reply was lost
-                            raise
-                        except OSError as exc:
-                            if not (create and _not_implemented(exc)):
-                                raise
-                            attempt.in_doubt = was_in_doubt  # refused: nothing was stored
-                            if self._if_none_match != "unsupported":
-                                self._if_none_match = "unsupported"
-                                log.warning(
-                                    "the S3 server does not implement If-None-Match on PUT: each name is looked "
-                                    "up (HEAD) before its PUT, and one another client takes in between is overwritten"
-                                )
-                            # The name was looked up (only a server that honours the header skips that): put it
-                            # again, without the header.
-                            continue
-                        if create and self._if_none_match == "unknown":
-                            self._probe(fs, attempt.final, body)
-                    else:
+                    if not atomic_put:
                         # Replace only what this write may have published in an attempt whose outcome is unknown.
                         replace = self._on_exists == "overwrite" or attempt.in_doubt
                         self._publish(fs, attempt.final, chunks, replace, attempt)
+                    elif not self._put(fs, attempt, chunks, s3):
+                        continue  # the same name (it was looked up), put again without If-None-Match
                 except FileExistsError:  # the name is taken after all (another process took it since it was
                     # looked up, or it was not looked up): nothing was stored; claim another, looking names up
                     attempt.in_doubt, attempt.refused = False, True
@@ -201,6 +177,34 @@ class Store:
         if attempt.suffixed:
             log.warning("%s exists; wrote %s instead", redact_url(url), redact_url(final))
         return Written(final, sum(len(c) for c in chunks), attempt.suffixed)
+
+    def _put(self, fs: fsspec.AbstractFileSystem, attempt: _Attempt, chunks: Chunks, s3: bool) -> bool:
+        """Put the file to an object store; False if it must be put again because the server does not implement
+        If-None-Match. Raises FileExistsError when the name is another's."""
+        # On S3 the put itself refuses a taken name (If-None-Match), unless it may replace it.
+        create = s3 and self._on_exists != "overwrite" and self._if_none_match != "unsupported"
+        body = b"".join(chunks)
+        was_in_doubt, attempt.in_doubt = attempt.in_doubt, True
+        try:
+            fs.pipe_file(attempt.final, body, **({"mode": "create"} if create else {}))
+        except FileExistsError:
+            if was_in_doubt and _holds(fs, attempt.final, body):
+                return True  # stored by an earlier attempt, whose reply was lost
+            raise
+        except OSError as exc:
+            if not (create and _not_implemented(exc)):
+                raise
+            attempt.in_doubt = was_in_doubt  # refused: nothing was stored
+            if self._if_none_match != "unsupported":
+                self._if_none_match = "unsupported"
+                log.warning(
+                    "the S3 server does not implement If-None-Match on PUT: each name is looked up (HEAD) before "
+                    "its PUT, and one another client takes in between is overwritten"
+                )
+            return False
+        if create and self._if_none_match == "unknown":
+            self._probe(fs, attempt.final, body)
+        return True
 
     def _probe(self, fs: fsspec.AbstractFileSystem, final: str, body: bytes) -> None:
         """Find out once whether the S3 server honours If-None-Match, by putting the file just written again.
