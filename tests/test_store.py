@@ -401,3 +401,15 @@ def test_an_s3_put_whose_reply_was_lost_is_neither_stored_twice_nor_overwrites(
     else:
         assert written.url.endswith("/frame.npy")
         assert s3.objects() == {"frame.npy": b"ours"}
+
+
+def test_on_exists_error_holds_where_names_are_not_looked_up_first(recording_s3) -> None:
+    s3 = recording_s3
+    store = Store(storage_options=s3.options, on_exists="error", retrying=_retrying([]))
+    store.write(f"s3://{s3.bucket}/first.npy", [b"first"])  # the server is seen to honour If-None-Match
+    s3.client.put_object(Bucket=s3.bucket, Key="taken.npy", Body=b"precious")
+    s3.requests.clear()
+    with pytest.raises(DestinationExistsError, match=r"taken\.npy exists"):
+        store.write(f"s3://{s3.bucket}/taken.npy", [b"ours"])
+    assert s3.requests == [("PUT", "taken.npy"), ("HEAD", "taken.npy")]
+    assert s3.objects() == {"first.npy": b"first", "taken.npy": b"precious"}
