@@ -27,7 +27,10 @@ from .store import OnExists, WriteError, Written, _suffixed, write_settings
 log = logging.getLogger(__name__)
 
 METADATA_SUFFIX = "_metadata"
-METADATA_GROWTH = 1024  # records the metadata array grows by at once, so most appends save one shape, not two
+# Records per chunk of the metadata array, which also grows a chunk at a time (so most appends save one shape, not
+# two). Independent of frames_per_chunk: a record is some bytes of JSON, and a batch then rewrites one small chunk
+# of records rather than one per chunk of frames (fewer writes per batch, fewer objects in the store).
+METADATA_GROWTH = 1024
 _LOCAL_PROTOCOLS = (None, "file", "local")
 _OPEN_ARRAYS_LIMIT = 256
 # Every appended chunk is stored, even one equal to the fill value: an all-zero frame is a frame, and zarr's
@@ -191,9 +194,10 @@ class ZarrStore:
     ) -> Written:
         """Append ``frame`` along axis 0 of the array ``path``, and ``record`` (a JSON text) to its metadata.
 
-        The arrays are created on the first frame: ``path`` with shape ``(0, *frame.shape)``, and
-        ``path + "_metadata"`` holding one string per frame; both are chunked ``frames_per_chunk`` frames at
-        a time. A frame of another dtype or shape is a PayloadError and changes nothing.
+        The arrays are created on the first frame: ``path`` with shape ``(0, *frame.shape)``, chunked
+        ``frames_per_chunk`` frames at a time, and ``path + "_metadata"`` holding one string per frame, chunked
+        ``METADATA_GROWTH`` records at a time. A frame of another dtype or shape is a PayloadError and changes
+        nothing.
 
         The frame takes its place in the array's line inside ``place`` (ZarrArchiver's arrival order), so
         frames are appended in the order their callers entered ``place``. A caller that finds no batch being
@@ -309,7 +313,7 @@ class ZarrStore:
             metadata = zarr.create_array(
                 store,
                 name=metadata_path,
-                **_array_spec((0,), str, (self._frames_per_chunk,), self._compressors, {}),
+                **_array_spec((0,), str, (METADATA_GROWTH,), self._compressors, {}),
             )
         if _exists(store, path):
             data = _open_array(store, store_url, path)

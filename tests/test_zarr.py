@@ -314,6 +314,7 @@ def test_batches_across_chunk_boundaries_keep_every_frame(tmp_path: Path) -> Non
         assert target.tails[0] is not None and len(target.tails[0]) == n % 4
     data = zarr.open_array(url, path="frames", mode="r")
     assert data.shape == (n, 2, 3) and data.chunks == (4, 2, 3)
+    assert zarr.open_array(url, path="frames_metadata", mode="r").chunks == (1024,)  # whatever frames_per_chunk
     np.testing.assert_array_equal(data[:, 1, 2], range(n))
     assert _frame_metadata(url, "frames", None) == [{"n": k} for k in range(n)]
 
