@@ -312,7 +312,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--frames-1mib", type=int, default=500)
     parser.add_argument("--frames-small", type=int, default=3000)
     parser.add_argument("--dicts", type=int, default=3000)
-    parser.add_argument("--frames-s3", type=int, default=200)
+    parser.add_argument("--frames-s3", type=int, default=400)
     parser.add_argument("--frames-zarr", type=int, default=500)
     parser.add_argument("--sources", type=int, default=1000, help="datasources of the scrape (x 10 observables)")
     parser.add_argument("--scrape-repeat", type=int, default=5)
