@@ -7,7 +7,6 @@ reason, so one bad datasource never spoils what the others report.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import zenoh
 
 from .decode import decode_payload
 from .errors import DecodeError
-from .event import Received, source_name_from_key
+from .event import Received, is_record_time, source_name_from_key
 from .source import Subscription, ZenohConfig
 
 log = logging.getLogger(__name__)
@@ -73,7 +72,7 @@ def parse_record(record: Any) -> Reading:
     ident, when = record["id"], record["time"]
     if not isinstance(ident, str) or not ident:
         raise RecordError("wrong_type", f"id must be a non-empty string, got {ident!r:.80}")
-    if isinstance(when, bool) or not isinstance(when, int | float) or not math.isfinite(when):
+    if not is_record_time(when):
         raise RecordError("wrong_type", f"{ident!r:.80}: time must be a finite number, got {when!r:.80}")
     unit, raw_unit = record.get("unit", NO_UNIT), record.get("raw_unit", NO_UNIT)
     inbound, calibrated = record.get("inbound", -1), record.get("calibrated", False)

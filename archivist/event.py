@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +52,7 @@ def split_event(
     newest record's ``time``.
     """
     if event_name == DATASOURCE_EVENT and isinstance(value, list) and all(isinstance(item, dict) for item in value):
-        times = [item["time"] for item in value if isinstance(item.get("time"), int | float)]
+        times = [t for item in value if is_record_time(t := item.get("time"))]
         return value, default_metadata | ({"time": max(times)} if times else {})
     if isinstance(value, dict):
         return value, default_metadata | value
@@ -59,6 +60,11 @@ def split_event(
         return value[0], default_metadata | value[1]
     kind = f"a list of {len(value)} items" if isinstance(value, list) else type(value).__name__
     raise PayloadError(f"event value must be a (data, metadata) pair or a map, got {kind}")
+
+
+def is_record_time(value: Any) -> bool:
+    """Whether ``value`` is a datasource record's time: a finite number of seconds, not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def decode_event(received: Received, realm: str, event_name: str, default_metadata: dict[str, Any]) -> Event:

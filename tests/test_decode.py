@@ -64,3 +64,5 @@ def test_a_datasources_records_stay_whole() -> None:
     records = [{"id": "a", "time": 10.0, "raw_value": 1.0}, {"id": "b", "time": 12.5, "raw_value": 2.0}]
     assert split_event(records, {"lab": "B2"}, "observable_data") == (records, {"lab": "B2", "time": 12.5})
     assert split_event(records, {}, "acquisition_data") == (records[0], records[1]), "other events: herostools' rule"
+    odd = [{"id": "a", "time": True}, {"id": "b", "time": float("nan")}, {"id": "c", "time": 3.0}, {"id": "d"}]
+    assert split_event(odd, {}, "observable_data") == (odd, {"time": 3.0})  # only finite numbers are times
