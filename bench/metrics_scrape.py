@@ -2,9 +2,12 @@
 
 Run: ``.venv/bin/python bench/metrics_scrape.py [--sources 1000] [--observables 10] [--repeat 20]``
 
-archivist is timed twice: building the exposition (``generate_latest`` on the collector) and a whole scrape, an
-HTTP GET of the running endpoint on 127.0.0.1; beside them, prometheus_client's part alone: ``generate_latest`` of
-the same families built beforehand, the floor of any collector that leaves the exposition to it. herostools is
+archivist is timed as a whole scrape, an HTTP GET of the running endpoint on 127.0.0.1, which keeps each source's
+text until its readings change: with the readings as at the previous scrape, with every reading new, with a tenth
+of the sources new (refilling the cache is not timed), and as Prometheus asks (OpenMetrics, gzip). Beside them:
+``run --metrics-port``'s collector of every state machine, the collector's families written by ``generate_latest``
+(nothing kept), and prometheus_client's part alone: ``generate_latest`` of the same families built beforehand, the
+floor of any collector that leaves the exposition to it. herostools is
 timed in its own request handler (``_http_handle_metrics``, which builds the text and the aiohttp response) on a
 cache holding the very same records. herostools is not a dependency of archivist: its wheel is fetched with
 ``pip download --no-deps`` into ``$TMPDIR/archivist-bench-herostools`` and only its ``statemachine`` module is
@@ -141,7 +144,6 @@ def measure(sources: int, observables: int, repeat: int) -> list[tuple[str, list
     cache = DatasourceCache()
     fill(cache, sources, observables)
     collector = DatasourceCollector(cache, labels=LABELS)
-    registry = metrics_registry(collector)
     register_collector(collector)  # what a running state machine does: `archivist run --metrics-port` serves it
     every_state_machine = LiveCollectors()
     server = MetricsServer(collector, port=0, bind_address="127.0.0.1")
@@ -171,7 +173,7 @@ def measure(sources: int, observables: int, repeat: int) -> list[tuple[str, list
     theirs._global_labels = dict(LABELS)
 
     def exposition_alone() -> tuple[list[float], bytes]:  # the families live only while this row is timed
-        prebuilt = metrics_registry(Prebuilt(list(registry.collect())))
+        prebuilt = metrics_registry(Prebuilt(list(collector.collect())))
         return timed(lambda: generate_latest(prebuilt), repeat)
 
     def herostools_scrape() -> bytes:
@@ -204,7 +206,7 @@ def measure(sources: int, observables: int, repeat: int) -> list[tuple[str, list
             ),
             (
                 "archivist: the collector's families written by `generate_latest`, no text kept",
-                *timed(lambda: generate_latest(registry), repeat),
+                *timed(lambda: generate_latest(collector), repeat),
             ),
             ("prometheus_client alone: `generate_latest` of the same families, built beforehand", *exposition_alone()),
             ("herostools: `_http_handle_metrics`, its logger at WARNING", *timed(herostools_quiet, repeat)),
