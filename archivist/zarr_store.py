@@ -395,7 +395,7 @@ async def _whole_chunks(
     fill value to the end of the chunk the items end in. Returns where the chunks begin, their contents, and
     the new tail once they are stored (a copy, so that the rest of the block is freed).
     """
-    per_chunk = array.chunks[0]
+    per_chunk = _stored_chunk_shape(array)[0]
     start, end = index - index % per_chunk, index + len(items)
     if tail is None or len(tail) != index - start:
         tail = await array.async_array.getitem(slice(start, index))
@@ -411,12 +411,18 @@ async def _whole_chunks(
 
 def _chunk_writes(array: zarr.AsyncArray, start: int, block: np.ndarray) -> list[Awaitable[None]]:
     """Each chunk of ``block`` (whole chunks from ``start``) stored by a call of its own, which zarr encodes as
-    it is, without a copy."""
-    per_chunk = array.chunks[0]
+    it is, without a copy. The calls run at once, so no two may share a stored key."""
+    per_chunk = _stored_chunk_shape(array)[0]
     return [
         array.setitem(slice(start + offset, start + offset + per_chunk), block[offset : offset + per_chunk])
         for offset in range(0, len(block), per_chunk)
     ]
+
+
+def _stored_chunk_shape(array: zarr.Array | zarr.AsyncArray) -> tuple[int, ...]:
+    """What one key of ``array`` holds: a chunk, or in a sharded array (one made elsewhere) a whole shard, which
+    zarr reads, merges and writes back whole."""
+    return tuple(array.metadata.chunk_grid.chunk_shape)
 
 
 def _view(array: zarr.Array, shape: tuple[int, ...], store_path: Any = None) -> zarr.AsyncArray:

@@ -1,6 +1,7 @@
 """One archiver in this process, fed a burst by a real heros emitter: frames/s and CPU time per frame.
 
-Run: ``.venv/bin/python bench/stream.py [--frames 1000] [--shape 512 1024] [--workers 4] [--queue-mib 64]``.
+Run: ``.venv/bin/python bench/stream.py [--frames 1000] [--shape 512 1024] [--workers 4] [--queue-mib 64]
+[--zarr-append FRAMES_PER_CHUNK]``.
 The process to profile (``py-spy record -- .venv/bin/python bench/stream.py``): bench/run.py runs each row in a
 child process, this runs archivist in its own. CPU time includes start-up (imports, zenoh), printed apart.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from archivist import ArrayArchiver  # noqa: E402
+from archivist import ArrayArchiver, ZarrArchiver  # noqa: E402
 from tests.fixtures.heros_peer import start_emitter  # noqa: E402
 from tests.support import free_port, loopback_zenoh_config  # noqa: E402
 
@@ -31,19 +32,27 @@ def main() -> int:
     parser.add_argument("--shape", type=int, nargs="+", default=[512, 1024], help="uint16 frame shape")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--queue-mib", type=int, default=64)
+    parser.add_argument(
+        "--zarr-append", type=int, metavar="FRAMES_PER_CHUNK", help="ZarrArchiver appending to one array, not .npy"
+    )
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="archivist-stream-"))
     try:
         port = free_port()
-        archiver = ArrayArchiver(
-            str(scratch / "out" / "{{ frame }}.npy"),
-            object_selector="cam",
-            event_name=EVENT,
-            workers=args.workers,
-            queue_max_bytes=args.queue_mib * 2**20,
-            zenoh_config=loopback_zenoh_config(listen_port=port),  # 127.0.0.1, multicast scouting off
-            spool_dir=str(scratch / "spool"),
-        )
+        common = {
+            "object_selector": "cam",
+            "event_name": EVENT,
+            "queue_max_bytes": args.queue_mib * 2**20,
+            "queue_max_events": 100_000,  # the byte bound decides
+            "zenoh_config": loopback_zenoh_config(listen_port=port),  # 127.0.0.1, multicast scouting off
+            "spool_dir": str(scratch / "spool"),
+        }
+        if args.zarr_append:  # with the writer threads append mode starts by itself
+            archiver = ZarrArchiver(
+                str(scratch / "run.zarr"), "frames", append_dim=0, frames_per_chunk=args.zarr_append, **common
+            )
+        else:
+            archiver = ArrayArchiver(str(scratch / "out" / "{{ frame }}.npy"), workers=args.workers, **common)
         started_cpu = sum(os.times()[:2])
         emitter = start_emitter("cam", port, log_dir=scratch)
         try:

@@ -319,6 +319,28 @@ def test_batches_across_chunk_boundaries_keep_every_frame(tmp_path: Path) -> Non
     assert _frame_metadata(url, "frames", None) == [{"n": k} for k in range(n)]
 
 
+@pytest.mark.parametrize(
+    "layout",
+    [{"chunks": (3, 2, 3)}, {"chunks": (1, 3, 3), "shards": (2, 6, 6)}],
+    ids=["chunks-across-the-frame", "sharded"],
+)
+def test_arrays_made_elsewhere_are_appended_to_whatever_their_chunking(tmp_path: Path, layout: dict) -> None:
+    """An array another program made may split each frame into chunks, or be sharded: a batch is cut at shard
+    boundaries, not at inner chunks (two chunks of one shard written at once lost frames), and every frame
+    reads back."""
+    url = str(tmp_path / "elsewhere.zarr")
+    zarr.create_array(url, name="frames", shape=(0, 5, 4), dtype="uint16", fill_value=7, **layout)
+    store, target = ZarrStore(frames_per_chunk=4), _Target()
+    frames = [np.arange(20, dtype="uint16").reshape(5, 4) * (n + 1) for n in range(7)]
+    for size in (1, 4, 2):
+        target.waiting.extend(_Frame(frames.pop(0), json.dumps({"n": size}), False) for _ in range(size))
+        store._append_waiting(url, "frames", target)
+    data = zarr.open_array(url, path="frames", mode="r")
+    expected = [np.arange(20, dtype="uint16").reshape(5, 4) * (n + 1) for n in range(7)]
+    assert data.shape == (7, 5, 4)
+    np.testing.assert_array_equal(data[:], np.stack(expected))
+
+
 def test_frames_on_their_way_join_the_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Under a backlog the first frame does not leave alone: the writer waits for the frames being prepared."""
     monkeypatch.setattr(zarr_store, "BATCH_LINGER", 60.0)  # only their arrival may end the wait
