@@ -10,12 +10,14 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import operator
 import re
 import threading
 import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -23,6 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from .datasource import NO_UNIT, DatasourceCache, Reading
 from .errors import ConfigError
@@ -69,6 +72,27 @@ _Series = tuple[tuple[str, str, dict[str, str]], ...]  # (name, help, labels) of
 _Pairs = list[tuple[_Series, Reading]]
 Encoder = Callable[[Collector], bytes]  # generate_latest, or what prometheus_client's choose_encoder picks
 _ENCODERS_KEPT = 4  # texts are kept for this many encoders (formats a scraper asked for), the newest
+# Every sample's value in a source's text written once more, to find where values go: a number no reading has.
+_MARK = -1.2345678901234567e-300
+_MARK_TEXT = floatToGoString(_MARK)
+
+
+@dataclass(slots=True)
+class _Part:
+    """One source's part of a scrape as an encoder wrote it, and what it was written from. ``pieces``: the text
+    cut where each sample's value goes, so that new values of the same series are put in without writing the
+    rest again (None where that cannot be done for this source and encoder)."""
+
+    readings: tuple[Reading, ...]
+    text: bytes
+    layout: tuple[_Series, ...] | None
+    pieces: list[str] | None
+
+
+def _spliced(pieces: list[str], numbers: list[float]) -> bytes:
+    """``pieces`` with ``numbers`` between them, each written by prometheus_client's own value formatting."""
+    values = map(floatToGoString, numbers)
+    return ("".join(itertools.chain.from_iterable(zip(pieces[:-1], values, strict=True))) + pieces[-1]).encode()
 
 
 class _Families(Collector):
@@ -96,7 +120,8 @@ class DatasourceCollector(Collector):
 
     ``exposition(encoder)`` returns what ``encoder(collector)`` does, keeping each source's text until its
     readings change: writing the text is most of a scrape, and a source that sent nothing new since the last
-    scrape need not be written again.
+    scrape need not be written again. When only values changed (the same series, no timestamps), the new values
+    are put into the kept text in their places.
     """
 
     def __init__(
@@ -115,9 +140,9 @@ class DatasourceCollector(Collector):
         self.max_age = max_age
         self.timestamps = bool(timestamps)
         self.name = name
-        self._known: dict[tuple[str, str, str, str], _Series] = {}  # (source, id, unit, raw_unit) -> series
+        self._known: dict[tuple[str, str, str, str, bool, bool], _Series] = {}  # (source, id, units, Nones) -> series
         self._shared_names: set[str] = set()  # names of more than one of those series
-        self._texts: dict[Hashable, dict[str, tuple[tuple[Reading, ...], bytes]]] = {}  # encoder -> source -> text
+        self._texts: dict[Hashable, dict[str, _Part]] = {}  # encoder -> source -> its text
         self._lock = threading.Lock()
 
     def _series(self, source: str, ident: str, unit: str, raw_unit: str) -> _Series:
@@ -141,8 +166,10 @@ class DatasourceCollector(Collector):
                 if max_age is not None and abs(now - reading.time) > max_age:
                     stale += 1
                     continue
-                key = (source, reading.id, reading.unit, reading.raw_unit)
-                seen[key] = series = known.get(key) or self._series(*key)
+                # which values exist is part of the key: the same series object, the same text but for the values
+                units, numbers = (reading.unit, reading.raw_unit), (reading.number is None, reading.raw_number is None)
+                key = (source, reading.id, *units, *numbers)
+                seen[key] = series = known.get(key) or self._series(source, reading.id, *units)
                 pairs.append((series, reading))
             if pairs:
                 groups.append((source, pairs))
@@ -163,18 +190,17 @@ class DatasourceCollector(Collector):
                 clean.append((source, pairs))
         return clean, shared, stale
 
-    def _families(self, pairs: _Pairs, *, merge: bool = False) -> Iterator[Metric]:
+    def _families(self, pairs: _Pairs, *, merge: bool = False, marked: bool = False) -> Iterator[Metric]:
         """A family per series, made as the encoder asks for it so that each is freed once written (30,000
         families alive at once made every scrape pay a full garbage collection); with ``merge``, a family per
-        name, holding every sample of that name."""
+        name, holding every sample of that name; ``marked``: every value ``_MARK``."""
         merged: dict[str, Metric] = {}
         for series, reading in pairs:
             timestamp = reading.time if self.timestamps else None
-            numbers = (float(reading.inbound), reading.number, reading.raw_number)
-            for (name, documentation, labels), number in zip(series, numbers, strict=True):
+            for (name, documentation, labels), number in zip(series, _numbers(reading), strict=True):
                 if number is None:
                     continue
-                sample = Sample(name, labels, number, timestamp)
+                sample = Sample(name, labels, _MARK if marked else number, timestamp)
                 if merge:
                     merged.setdefault(name, Metric(name, documentation, "gauge")).samples.append(sample)
                 else:
@@ -215,20 +241,48 @@ class DatasourceCollector(Collector):
         key = _encoder_key(encoder)
         with self._lock:
             kept = self._texts.get(key, {})
-        texts: dict[str, tuple[tuple[Reading, ...], bytes]] = {}
+        parts: dict[str, _Part] = {}
         for source, pairs in clean:
             readings = tuple(reading for _, reading in pairs)
-            text = kept.get(source)
-            if text is None or text[0] != readings:
-                text = readings, encoder(_Families(self._families(pairs))).removesuffix(eof)
-            texts[source] = text
+            part = kept.get(source)
+            if part is None or part.readings != readings:
+                part = self._part(encoder, eof, pairs, readings, part)
+            parts[source] = part
         rest = encoder(_Families(itertools.chain(self._families(shared, merge=True), self._own(stale))))
         with self._lock:
             self._texts.pop(key, None)
-            self._texts[key] = texts  # the texts of sources no longer cached go
+            self._texts[key] = parts  # the texts of sources no longer cached go
             while len(self._texts) > _ENCODERS_KEPT:
                 del self._texts[next(iter(self._texts))]
-        return b"".join(text for _, text in texts.values()) + rest
+        return b"".join(part.text for part in parts.values()) + rest
+
+    def _part(
+        self, encoder: Encoder, eof: bytes, pairs: _Pairs, readings: tuple[Reading, ...], kept: _Part | None
+    ) -> _Part:
+        """A source's part for these readings: its new values put into the kept text where only values changed,
+        else written by the encoder, once more with marked values to find where values go next time. That cut
+        is kept only where putting these readings' values in gives exactly the encoder's text."""
+        numbers = [number for reading in readings for number in _numbers(reading) if number is not None]
+        layout = None if self.timestamps else tuple(series for series, _ in pairs)  # which values: in the series
+        if kept is not None and kept.pieces is not None and _same_series(kept.layout, layout):
+            return _Part(readings, _spliced(kept.pieces, numbers), layout, kept.pieces)
+        text = encoder(_Families(self._families(pairs))).removesuffix(eof)
+        pieces = None
+        if layout is not None:  # with timestamps every new reading changes more than its value
+            pieces = encoder(_Families(self._families(pairs, marked=True))).removesuffix(eof).decode().split(_MARK_TEXT)
+            if len(pieces) != len(numbers) + 1 or _spliced(pieces, numbers) != text:
+                pieces = None  # a label holds the mark's text, or the encoder writes values otherwise
+        return _Part(readings, text, layout, pieces)
+
+
+def _same_series(kept: tuple[_Series, ...] | None, series: tuple[_Series, ...] | None) -> bool:
+    """The very same series objects: equal names and labels are not enough, which values exist is in the object."""
+    return kept is not None and series is not None and len(kept) == len(series) and all(map(operator.is_, kept, series))
+
+
+def _numbers(reading: Reading) -> tuple[float, float | None, float | None]:
+    """The values of a reading's series: inbound, value and raw_value (None: that series is left out)."""
+    return float(reading.inbound), reading.number, reading.raw_number
 
 
 def exposition(collectors: Iterable[Collector], encoder: Encoder = generate_latest) -> bytes:

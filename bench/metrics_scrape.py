@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import itertools
 import logging
 import os
 import statistics
@@ -70,7 +71,8 @@ def herostools_statemachine() -> Any:
     return module.HERODatasourceStateMachine
 
 
-def fill(cache: DatasourceCache, sources: int, observables: int) -> None:
+def fill(cache: DatasourceCache, sources: int, observables: int, step: int = 0) -> None:
+    """Every source sends its readings, all new (``step`` changes every value)."""
     now = time.time()
     for s in range(sources):
         records = [
@@ -79,7 +81,7 @@ def fill(cache: DatasourceCache, sources: int, observables: int) -> None:
                 "time": now,
                 "value": None,
                 "unit": "None",
-                "raw_value": s + o / 10,
+                "raw_value": s + o / 10 + step / 1000,
                 "raw_unit": "µA" if o % 2 else "degC",
                 "inbound": 0,
                 "calibrated": False,
@@ -156,11 +158,13 @@ def measure(sources: int, observables: int, repeat: int) -> list[tuple[str, list
 
         return get
 
-    def every_reading_new() -> None:  # each source sends all its readings again, with a new time
-        fill(cache, sources, observables)
+    steps = itertools.count(1)
+
+    def every_reading_new() -> None:  # each source sends all its readings again: a new time, every value new
+        fill(cache, sources, observables, next(steps))
 
     def a_tenth_new() -> None:
-        fill(cache, sources // 10, observables)
+        fill(cache, sources // 10, observables, next(steps))
 
     StateMachine = herostools_statemachine()
     from heros.datasource.types import DatasourceReturnSet, DatasourceReturnValue

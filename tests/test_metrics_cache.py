@@ -12,13 +12,17 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from archivist import ConfigError, MetricsServer, Received
 from archivist.datasource import DatasourceCache
 from archivist.metrics import (
+    _MARK,
     ArchiverCollector,
     DatasourceCollector,
     LiveCollectors,
+    _Families,
     metric_name,
     metrics_registry,
     register_collector,
@@ -175,20 +179,31 @@ def test_one_endpoint_for_two_state_machines_shows_each_series_once() -> None:
 ENCODERS = {"text": (None, generate_latest), "OpenMetrics": (OPENMETRICS, generate_openmetrics)}
 
 
+@pytest.mark.parametrize("timestamps", [True, False], ids=["timestamps", "no-timestamps"])
 @pytest.mark.parametrize("format_name", ENCODERS)
-def test_each_scrape_shows_the_cache_as_it_is_then(format_name: str) -> None:
-    """The endpoint keeps each source's text between scrapes; whatever changed in between, a scrape is exactly what
-    prometheus_client writes for the cache at that moment (and OpenMetrics ends with one ``# EOF``)."""
+def test_each_scrape_shows_the_cache_as_it_is_then(format_name: str, timestamps: bool) -> None:
+    """The endpoint keeps each source's text between scrapes, and puts new values into it where only values
+    changed; whatever changed in between, a scrape is exactly what prometheus_client writes for the cache at that
+    moment (and OpenMetrics ends with one ``# EOF``)."""
     accept, encoder = ENCODERS[format_name]
     cache, now = DatasourceCache(), time.time()
-    collector = DatasourceCollector(cache, labels={"lab": "B1"}, max_age=60, timestamps=True)
+    collector = DatasourceCollector(cache, labels={"lab": "B1"}, max_age=60, timestamps=timestamps)
     own = ArchiverCollector(lambda: [])
     server = MetricsServer(collector, own, port=0)
+    marked = f"x{floatToGoString(_MARK)}"  # a label with the text that marks where values go: no splicing there
     steps = [
         lambda: cache.update("dev", [reading("t", now, 1.0), reading("p", now, 5.0, raw_unit="µA")]),
         lambda: cache.update("other", [reading("x", now, 3.0)]),  # a new source; "dev" is unchanged
         lambda: cache.update("dev", [reading("t", now + 1, 2.0)]),  # one value of "dev" changes
+        *(  # values only, written as prometheus_client writes each
+            lambda number=number, n=n: cache.update("dev", [reading("t", now + 2 + n, number)])
+            for n, number in enumerate([float("nan"), float("inf"), -0.0, 0.0, 1e22, 12345678901, -2.5e-7, True])
+        ),
         lambda: cache.update("dev", [reading("p", now + 1, 6.0)]),  # a unit changes with it: new labels
+        lambda: cache.update("dev", [reading("t", now + 20, 3.0, value=30.0, unit="K", calibrated=True)]),
+        lambda: cache.update("dev", [reading("t", now + 21, "text", value=31.0, unit="K", calibrated=True)]),
+        lambda: cache.update("m", [reading(marked, now, 1.0), reading("y", now, 2.0)]),
+        lambda: cache.update("m", [reading(marked, now + 1, 1.5), reading("y", now + 1, 2.5)]),
         lambda: cache.update("a-b", [reading("c", now, 7.0)]),  # a name another source has too (below)
         lambda: cache.update("a", [reading("b_c", now, 8.0)]),
         lambda: cache.update("other", [reading("old", now - 100, 4.0)]),  # older than max_age: left out
@@ -205,6 +220,45 @@ def test_each_scrape_shows_the_cache_as_it_is_then(format_name: str) -> None:
             assert body == fetch(server.url, accept)[2]  # the same again, now from the kept text
     finally:
         server.close()
+
+
+def test_new_values_of_the_same_series_are_not_written_again_by_the_encoder() -> None:
+    """Where only values changed, prometheus_client writes nothing of that source again (what makes a scrape of a
+    cache whose every value is new cheap); a new series is written by it."""
+    cache, now, sources = DatasourceCache(), time.time(), [f"dev{n}" for n in range(5)]
+    collector, written = DatasourceCollector(cache), []
+
+    def counting(registry: Collector) -> bytes:
+        families = list(registry.collect())
+        written.extend(family.name for family in families)
+        return generate_latest(_Families(families))
+
+    for n in range(3):
+        for source in sources:
+            cache.update(source, [reading("t", now + n, float(n)), reading("p", now + n, -float(n))])
+        written.clear()
+        assert collector.exposition(counting) == generate_latest(collector)
+        if n:
+            assert not any(name.startswith("dev") for name in written)
+    cache.update("dev0", [reading("q", now + 5, 1.0)])
+    written.clear()
+    assert collector.exposition(counting) == generate_latest(collector)
+    assert {name for name in written if name.startswith("dev")} == {
+        f"dev0_{key}_{kind}" for key in "tpq" for kind in ("inbound", "value", "raw_value")
+    }
+
+
+def test_an_encoder_that_writes_values_its_own_way_is_asked_every_time() -> None:
+    """Values are put into kept text only where that gives exactly what the encoder writes."""
+    cache, now = DatasourceCache(), time.time()
+    collector = DatasourceCollector(cache)
+
+    def plain(registry: Collector) -> bytes:  # Python's repr, where prometheus_client writes 1.234567e+06
+        return "".join(f"{s.name} {s.value!r}\n" for family in registry.collect() for s in family.samples).encode()
+
+    for n in range(3):
+        cache.update("dev", [reading("t", now + n, 1234567.0 + n)])
+        assert collector.exposition(plain) == plain(collector)
 
 
 def test_a_reading_that_ages_past_max_age_leaves_the_scrape() -> None:
