@@ -29,13 +29,14 @@ class ArrivalOrder:
     Events are registered with ``arrived`` in arrival order (by the zenoh callback, before they are queued).
     A writer thread enters ``first(token)`` once it knows where its event goes; it waits there until every
     earlier event has passed or ``left``. So writer threads that decode at different speeds still line their
-    frames up in the order they were sent. Only the thread whose turn has come is woken.
+    frames up in the order they were sent. Only the thread whose turn has come is woken, by releasing a lock it
+    waits to acquire: one handoff in C, where an Event takes a condition and several locks in Python per frame.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._arrived: deque[object] = deque()
-        self._turns: dict[object, deque[threading.Event]] = {}  # threads waiting for their token's turn
+        self._turns: dict[object, deque[threading.Lock]] = {}  # held locks: threads waiting for their token's turn
 
     def arrived(self, token: object) -> None:
         with self._lock:
@@ -47,7 +48,7 @@ class ArrivalOrder:
             with contextlib.suppress(ValueError):
                 self._arrived.remove(token)
             if self._arrived and (turns := self._turns.get(self._arrived[0])):
-                turns.popleft().set()
+                turns.popleft().release()
                 if not turns:
                     del self._turns[self._arrived[0]]
 
@@ -57,10 +58,11 @@ class ArrivalOrder:
         turn = None
         with self._lock:
             if token in self._arrived and self._arrived[0] != token:
-                turn = threading.Event()
+                turn = threading.Lock()
+                turn.acquire()
                 self._turns.setdefault(token, deque()).append(turn)
         if turn is not None:
-            turn.wait()
+            turn.acquire()  # released by ``leave`` when the turn has come
         try:
             yield
         finally:
