@@ -136,18 +136,27 @@ class DatasourceCollector(Collector):
         if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int | float) or max_age <= 0):
             raise ConfigError("max_age must be a number of seconds > 0, or null for no limit")
         self.cache = cache
-        self.labels = check_labels(labels)
+        self._labels = check_labels(labels)
         self.max_age = max_age
-        self.timestamps = bool(timestamps)
+        self._timestamps = bool(timestamps)
         self.name = name
         self._known: dict[tuple[str, str, str, str, bool, bool], _Series] = {}  # (source, id, units, Nones) -> series
         self._shared_names: set[str] = set()  # names of more than one of those series
         self._texts: dict[Hashable, dict[str, _Part]] = {}  # encoder -> source -> its text
         self._lock = threading.Lock()
 
+    @property
+    def labels(self) -> dict[str, str]:
+        """The global labels; fixed, since the series made with them and the text written are kept."""
+        return dict(self._labels)
+
+    @property
+    def timestamps(self) -> bool:
+        return self._timestamps
+
     def _series(self, source: str, ident: str, unit: str, raw_unit: str) -> _Series:
         base = metric_name(f"{source}_{ident}")
-        labels = self.labels | {"prefix": source, "key": ident}
+        labels = self._labels | {"prefix": source, "key": ident}
         return tuple(
             (f"{base}_{kind}", _DATASOURCE_HELP[kind], labels if u == NO_UNIT else labels | {"unit": unit_label(u)})
             for kind, u in (("inbound", NO_UNIT), ("value", unit), ("raw_value", raw_unit))
@@ -196,7 +205,7 @@ class DatasourceCollector(Collector):
         name, holding every sample of that name; ``marked``: every value ``_MARK``."""
         merged: dict[str, Metric] = {}
         for series, reading in pairs:
-            timestamp = reading.time if self.timestamps else None
+            timestamp = reading.time if self._timestamps else None
             for (name, documentation, labels), number in zip(series, _numbers(reading), strict=True):
                 if number is None:
                     continue
@@ -263,7 +272,7 @@ class DatasourceCollector(Collector):
         else written by the encoder, once more with marked values to find where values go next time. That cut
         is kept only where putting these readings' values in gives exactly the encoder's text."""
         numbers = [number for reading in readings for number in _numbers(reading) if number is not None]
-        layout = None if self.timestamps else tuple(series for series, _ in pairs)  # which values: in the series
+        layout = None if self._timestamps else tuple(series for series, _ in pairs)  # which values: in the series
         if kept is not None and kept.pieces is not None and _same_series(kept.layout, layout):
             return _Part(readings, _spliced(kept.pieces, numbers), layout, kept.pieces)
         text = encoder(_Families(self._families(pairs))).removesuffix(eof)

@@ -156,6 +156,21 @@ def test_global_label_names_are_checked(labels: object) -> None:
         DatasourceCollector(DatasourceCache(), labels=labels)
 
 
+def test_labels_and_timestamps_stay_as_the_collector_was_made() -> None:
+    """Series and text made with them are kept, so changing them later would leave scrapes with the old ones."""
+    cache = DatasourceCache()
+    cache.update("dev", [reading("t", time.time(), 1.0)])
+    collector = DatasourceCollector(cache, labels={"lab": "B1"})
+    before = collector.exposition()
+    collector.labels["lab"] = "B2"  # a copy
+    with pytest.raises(AttributeError):
+        collector.labels = {"lab": "B2"}
+    with pytest.raises(AttributeError):
+        collector.timestamps = True
+    assert collector.exposition() == before == generate_latest(collector)
+    assert b'lab="B1"' in before
+
+
 def test_one_endpoint_for_two_state_machines_shows_each_series_once() -> None:
     """``archivist run --metrics-port`` serves every state machine; a series two of them cache appears once."""
     now, first, second = time.time(), DatasourceCache(), DatasourceCache()
