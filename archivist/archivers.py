@@ -221,6 +221,8 @@ class Archiver:
                 self._stats.add(overflowed=1)
         except PipelineClosed:
             self._fail(received, ShutdownError("the archiver stopped before this event was queued"))
+        except OSError as exc:  # the queue is full and the disk buffer cannot take the event (a full disk)
+            self._fail(received, QueueFullError(f"the queue was full and the disk buffer failed: {exc}"))
 
     def _spool_overflowed(self, received: Received) -> None:
         self._fail(received, QueueFullError("the queue was full and when_full='spool'"))

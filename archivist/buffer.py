@@ -51,6 +51,7 @@ class DiskBuffer:
             return self._count
 
     def append(self, received: Received) -> None:
+        """Add an event at the end; an OSError (a full disk) leaves the buffer as it was."""
         key = received.key_expr.encode()
         header = _HEADER.pack(len(received.raw), len(key), received.received_at)
         with self._lock:
@@ -62,7 +63,11 @@ class DiskBuffer:
                 os.close(self._write_fd)
                 self._write_segment += 1
                 self._write_fd, self._write_size = self._open_segment(self._write_segment), 0
-            _write_all(self._write_fd, [header, key, received.raw])
+            try:
+                _write_all(self._write_fd, [header, key, received.raw])
+            except BaseException:  # a full disk: no part of the record may stay for the reader to misread
+                os.ftruncate(self._write_fd, self._write_size)
+                raise
             self._write_size += len(header) + len(key) + len(received.raw)
             self._count += 1
 

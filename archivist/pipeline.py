@@ -72,7 +72,8 @@ class Pipeline(Generic[T]):
     def submit(self, item: T, nbytes: int) -> bool:
         """Queue an item; while the queue is full, put it in the overflow, or without one wait for room.
 
-        Returns True when the item went to the overflow. Raises PipelineClosed once the pipeline is closed.
+        Returns True when the item went to the overflow. Raises PipelineClosed once the pipeline is closed, and
+        what the overflow's ``append`` raises (the item not taken).
         """
         with self._lock:
             if self._overflow is not None and not self._closed and (self._overflowed or self._is_full(nbytes)):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import json
+import os
 import threading
 
 import fsspec
+import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 from heros import serdes
 
@@ -54,6 +58,33 @@ def test_a_killed_process_leaves_events_that_the_next_one_recovers(tmp_path, cap
     assert [p.name for p in tmp_path.iterdir()] == ["cam-456-def"]
     assert live.pop() == _event(99)
     live.close()
+
+
+def _failing_writev(monkeypatch, fails) -> None:
+    """os.writev for the disk buffer that, for the records ``fails(payload)`` picks, writes half a record and then
+    finds the disk full."""
+    writev = os.writev
+
+    def full_disk(fd, views):
+        if fails(bytes(views[-1])):
+            os.write(fd, b"".join(bytes(view) for view in views)[:30])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return writev(fd, views)
+
+    monkeypatch.setattr("archivist.buffer.os.writev", full_disk)
+
+
+def test_a_record_the_full_disk_cut_short_leaves_no_trace(tmp_path, monkeypatch) -> None:
+    buffer = DiskBuffer(tmp_path / "buf")
+    _failing_writev(monkeypatch, lambda payload: payload[0] == 1)
+    for i in range(3):
+        if i == 1:
+            with pytest.raises(OSError, match="No space left"):
+                buffer.append(_event(i))
+        else:
+            buffer.append(_event(i))
+    assert len(buffer) == 2 and [buffer.pop(), buffer.pop()] == [_event(0), _event(2)]
+    buffer.close()
 
 
 def test_a_full_pipeline_overflows_to_the_buffer_without_waiting_and_in_order(tmp_path) -> None:
@@ -118,3 +149,34 @@ def test_stop_spools_what_still_waits_on_disk(make_archiver, raw_publisher, spoo
     assert stats["written"] + len(spooled) == 20 and stats["spooled"] == len(spooled) >= 17
     assert {entry.error_type for _, entry in Spool(spool_dir).entries()} == {"ShutdownError"}
     assert not (spool_dir / ".buffer").exists()
+
+
+def test_an_event_the_full_disk_cannot_buffer_is_spooled_and_the_rest_archived(
+    make_archiver, raw_publisher, spool_dir, monkeypatch
+) -> None:
+    GatedFileSystem.gate.clear()
+    archiver = make_archiver(
+        JsonArchiver,
+        object_selector="s",
+        event_name="json_data",
+        save_template="gated://full-disk/{{ n }}.json",
+        queue_max_events=2,
+        workers=1,
+    )
+    _failing_writev(monkeypatch, lambda payload: decode_payload(payload) == {"n": 4})
+    publisher = raw_publisher.declare_publisher("@object/heros/s/json_data")
+    support.wait_until(lambda: publisher.matching_status.matching, what="the archiver to match")
+    for n in range(8):
+        publisher.put(serdes.serialize({"n": n}))
+    support.wait_until(lambda: archiver.stats()["received"] == 8, what="8 events received")
+    GatedFileSystem.gate.set()
+    support.wait_until(lambda: archiver.is_queue_drained(), what="the queue and the disk buffer to drain")
+    stats = archiver.stats()
+    assert stats["written"] == 7 and stats["spooled"] == 1 and stats["errors"] == {"QueueFullError": 1}
+    fs = fsspec.filesystem("gated")
+    assert {n: json.loads(fs.cat(f"gated://full-disk/{n}.json")) for n in range(8) if n != 4} == {
+        n: {"n": n} for n in range(8) if n != 4
+    }
+    [(_, entry)] = Spool(spool_dir).entries()
+    assert decode_payload(entry.payload) == {"n": 4} and entry.error_type == "QueueFullError"
+    assert "No space left" in entry.error
