@@ -271,22 +271,24 @@ class DatasourceCollector(Collector):
         """A source's part for these readings: its new values put into the kept text where only values changed,
         else written by the encoder, once more with marked values to find where values go next time. That cut
         is kept only where putting these readings' values in gives exactly the encoder's text."""
+        if self._timestamps:  # every new reading changes its timestamp too, not only values
+            return _Part(readings, encoder(_Families(self._families(pairs))).removesuffix(eof), None, None)
         numbers = [number for reading in readings for number in _numbers(reading) if number is not None]
-        layout = None if self._timestamps else tuple(series for series, _ in pairs)  # which values: in the series
+        layout = tuple(series for series, _ in pairs)  # which values exist: in the series objects
         if kept is not None and kept.pieces is not None and _same_series(kept.layout, layout):
             return _Part(readings, _spliced(kept.pieces, numbers), layout, kept.pieces)
         text = encoder(_Families(self._families(pairs))).removesuffix(eof)
-        pieces = None
-        if layout is not None:  # with timestamps every new reading changes more than its value
-            pieces = encoder(_Families(self._families(pairs, marked=True))).removesuffix(eof).decode().split(_MARK_TEXT)
-            if len(pieces) != len(numbers) + 1 or _spliced(pieces, numbers) != text:
-                pieces = None  # a label holds the mark's text, or the encoder writes values otherwise
+        pieces: list[str] | None = (
+            encoder(_Families(self._families(pairs, marked=True))).removesuffix(eof).decode().split(_MARK_TEXT)
+        )
+        if len(pieces) != len(numbers) + 1 or _spliced(pieces, numbers) != text:
+            pieces = None  # a label holds the mark's text, or the encoder writes values otherwise
         return _Part(readings, text, layout, pieces)
 
 
-def _same_series(kept: tuple[_Series, ...] | None, series: tuple[_Series, ...] | None) -> bool:
+def _same_series(kept: tuple[_Series, ...] | None, series: tuple[_Series, ...]) -> bool:
     """The very same series objects: equal names and labels are not enough, which values exist is in the object."""
-    return kept is not None and series is not None and len(kept) == len(series) and all(map(operator.is_, kept, series))
+    return kept is not None and len(kept) == len(series) and all(map(operator.is_, kept, series))
 
 
 def _numbers(reading: Reading) -> tuple[float, float | None, float | None]:
