@@ -124,21 +124,28 @@ class GatedFileSystem(MemoryFileSystem):
 fsspec.register_implementation("gated", GatedFileSystem, clobber=True)
 
 
-def test_stop_spools_what_still_waits_on_disk(make_archiver, raw_publisher, spool_dir) -> None:
+def _stalled_archiver_fed(make_archiver, raw_publisher, folder: str, count: int) -> JsonArchiver:
+    """A JsonArchiver whose store has stalled (queue of 2, one writer), once it received ``count`` events ``{"n": n}``:
+    the rest wait in the disk buffer."""
     GatedFileSystem.gate.clear()
     archiver = make_archiver(
         JsonArchiver,
         object_selector="s",
         event_name="json_data",
-        save_template="gated://stop-test/{{ n }}.json",
+        save_template=f"gated://{folder}/{{{{ n }}}}.json",
         queue_max_events=2,
         workers=1,
     )
     publisher = raw_publisher.declare_publisher("@object/heros/s/json_data")
     support.wait_until(lambda: publisher.matching_status.matching, what="the archiver to match")
-    for n in range(20):
+    for n in range(count):
         publisher.put(serdes.serialize({"n": n}))
-    support.wait_until(lambda: archiver.stats()["received"] == 20, what="20 events received")
+    support.wait_until(lambda: archiver.stats()["received"] == count, what=f"{count} events received")
+    return archiver
+
+
+def test_stop_spools_what_still_waits_on_disk(make_archiver, raw_publisher, spool_dir) -> None:
+    archiver = _stalled_archiver_fed(make_archiver, raw_publisher, "stop-test", 20)
     assert archiver.stats()["buffered"] > 0 and (spool_dir / ".buffer").is_dir()
 
     threading.Timer(0.5, GatedFileSystem.gate.set).start()  # the write in flight finishes after the deadline
@@ -154,21 +161,8 @@ def test_stop_spools_what_still_waits_on_disk(make_archiver, raw_publisher, spoo
 def test_an_event_the_full_disk_cannot_buffer_is_spooled_and_the_rest_archived(
     make_archiver, raw_publisher, spool_dir, monkeypatch
 ) -> None:
-    GatedFileSystem.gate.clear()
-    archiver = make_archiver(
-        JsonArchiver,
-        object_selector="s",
-        event_name="json_data",
-        save_template="gated://full-disk/{{ n }}.json",
-        queue_max_events=2,
-        workers=1,
-    )
     _failing_writev(monkeypatch, lambda payload: decode_payload(payload) == {"n": 4})
-    publisher = raw_publisher.declare_publisher("@object/heros/s/json_data")
-    support.wait_until(lambda: publisher.matching_status.matching, what="the archiver to match")
-    for n in range(8):
-        publisher.put(serdes.serialize({"n": n}))
-    support.wait_until(lambda: archiver.stats()["received"] == 8, what="8 events received")
+    archiver = _stalled_archiver_fed(make_archiver, raw_publisher, "full-disk", 8)
     GatedFileSystem.gate.set()
     support.wait_until(lambda: archiver.is_queue_drained(), what="the queue and the disk buffer to drain")
     stats = archiver.stats()
