@@ -176,8 +176,8 @@ class DatasourceCollector(Collector):
                     stale += 1
                     continue
                 # which values exist is part of the key: the same series object, the same text but for the values
-                units, numbers = (reading.unit, reading.raw_unit), (reading.number is None, reading.raw_number is None)
-                key = (source, reading.id, *units, *numbers)
+                units, missing = (reading.unit, reading.raw_unit), (reading.number is None, reading.raw_number is None)
+                key = (source, reading.id, *units, *missing)
                 seen[key] = series = known.get(key) or self._series(source, reading.id, *units)
                 pairs.append((series, reading))
             if pairs:
@@ -244,7 +244,8 @@ class DatasourceCollector(Collector):
 
     def exposition(self, encoder: Encoder = generate_latest) -> bytes:
         """``encoder(self)``: the same bytes, each source's part kept from the previous scrape by the same
-        encoder while the source's readings are the very same (the sources sharing a name are written anew)."""
+        encoder while the source's readings are the very same, or its new values put into it (see ``_part``);
+        the sources sharing a name are written anew."""
         clean, shared, stale = self._grouped()
         eof = encoder(_Families(()))  # OpenMetrics ends with "# EOF": once, after the last part
         key = _encoder_key(encoder)
