@@ -73,13 +73,16 @@ def parse_record(record: Any) -> Reading:
     if not isinstance(ident, str) or not ident:
         raise RecordError("wrong_type", f"id must be a non-empty string, got {ident!r:.80}")
     if not is_record_time(when):
-        raise RecordError("wrong_type", f"{ident!r:.80}: time must be a finite number, got {when!r:.80}")
+        got = "an integer beyond float range" if isinstance(when, int) and not isinstance(when, bool) else repr(when)
+        raise RecordError("wrong_type", f"{ident!r:.80}: time must be a finite number, got {got:.80}")
     unit, raw_unit = record.get("unit", NO_UNIT), record.get("raw_unit", NO_UNIT)
     inbound, calibrated = record.get("inbound", -1), record.get("calibrated", False)
     if not isinstance(unit, str) or not isinstance(raw_unit, str):
         raise RecordError("wrong_type", f"{ident!r:.80}: unit and raw_unit must be strings")
     if isinstance(inbound, bool) or not isinstance(inbound, int):
         raise RecordError("wrong_type", f"{ident!r:.80}: inbound must be an integer, got {inbound!r:.80}")
+    if numeric(inbound) is None:
+        raise RecordError("wrong_type", f"{ident!r:.80}: inbound is an integer beyond float range")
     if not isinstance(calibrated, bool):
         raise RecordError("wrong_type", f"{ident!r:.80}: calibrated must be a bool, got {calibrated!r:.80}")
     raw_value = record.get("raw_value")
@@ -159,10 +162,10 @@ class DatasourceCache:
         self._warned.add((source, reason))
         log.log(level, "observable_data from %r: record skipped (%s): %s", source, reason, message)
 
-    def readings(self) -> list[tuple[str, list[Reading]]]:
-        """Every cached reading, a snapshot, per source (one list each, not one object per reading to collect)."""
+    def readings(self) -> list[tuple[str, tuple[Reading, ...]]]:
+        """Every cached reading, a snapshot, per source (one tuple each, not one object per reading to collect)."""
         with self._lock:
-            return [(source, list(by_id.values())) for source, by_id in self._readings.items()]
+            return [(source, tuple(by_id.values())) for source, by_id in self._readings.items()]
 
     def records(self) -> dict[str, tuple[dict[str, Any], ...]]:
         """The cached records as received, per source (herostools' ``get_cache()`` shape)."""

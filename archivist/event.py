@@ -64,7 +64,12 @@ def split_event(
 
 def is_record_time(value: Any) -> bool:
     """Whether ``value`` is a datasource record's time: a finite number of seconds, not a bool."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float range (CBOR bignums decode to any size)
+        return False
 
 
 def decode_event(received: Received, realm: str, event_name: str, default_metadata: dict[str, Any]) -> Event:

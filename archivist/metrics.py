@@ -69,30 +69,66 @@ def check_labels(labels: dict[str, Any] | None) -> dict[str, str]:
 
 
 _Series = tuple[tuple[str, str, dict[str, str]], ...]  # (name, help, labels) of inbound, value and raw_value
-_Pairs = list[tuple[_Series, Reading]]
+_Pairs = Iterable[tuple[_Series, Reading]]
+_Layout = tuple[str, str, str, bool, bool]  # a reading's id, units and which of its values are missing
 Encoder = Callable[[Collector], bytes]  # generate_latest, or what prometheus_client's choose_encoder picks
 _ENCODERS_KEPT = 4  # texts are kept for this many encoders (formats a scraper asked for), the newest
 # Every sample's value in a source's text written once more, to find where values go: a number no reading has.
 _MARK = -1.2345678901234567e-300
 _MARK_TEXT = floatToGoString(_MARK)
+# floatToGoString writes a finite float below 1e6 as repr does (it writes the exponent sooner than Python only
+# for larger ones); checked here so that a prometheus_client writing values otherwise is always asked.
+_GO_BELOW = 1e6
+_REPR_IS_GO = all(
+    floatToGoString(x) == repr(x) for x in (0.0, -0.0, 0.1, 1e-300, -1e300, 123.456, 999999.9999999999, -1e7)
+)
+
+
+@dataclass(slots=True)
+class _Source:
+    """A source's readings within ``max_age`` and their series: the same tuple object of series while the source
+    sends the same observables with the same units and missing values."""
+
+    name: str
+    readings: tuple[Reading, ...]
+    series: tuple[_Series, ...]
+
+    def pairs(self) -> Iterator[tuple[_Series, Reading]]:
+        return zip(self.series, self.readings, strict=True)
 
 
 @dataclass(slots=True)
 class _Part:
-    """One source's part of a scrape as an encoder wrote it, and what it was written from. ``pieces``: the text
-    cut where each sample's value goes, so that new values of the same series are put in without writing the
-    rest again (None where that cannot be done for this source and encoder)."""
+    """One source's part of a scrape as an encoder wrote it, and what it was written from. ``template``: the text
+    cut where each sample's value goes, with a slot (None) for it between the pieces, so that new values of the
+    same series are put in without writing the rest again (None where that cannot be done for this source and
+    encoder)."""
 
     readings: tuple[Reading, ...]
     text: bytes
-    layout: tuple[_Series, ...] | None
-    pieces: list[str] | None
+    series: tuple[_Series, ...] | None
+    template: list[str | None] | None
 
 
-def _spliced(pieces: list[str], numbers: list[float]) -> bytes:
-    """``pieces`` with ``numbers`` between them, each written by prometheus_client's own value formatting."""
-    values = map(floatToGoString, numbers)
-    return ("".join(itertools.chain.from_iterable(zip(pieces[:-1], values, strict=True))) + pieces[-1]).encode()
+def _go_floats(numbers: list[float]) -> Iterable[str]:
+    """Each number as prometheus_client's ``floatToGoString`` writes it; by ``repr`` (four times as fast) where
+    that is the same: no NaN or infinity (their sum is finite) and none from ``_GO_BELOW`` on."""
+    if _REPR_IS_GO and numbers and max(numbers) < _GO_BELOW and math.isfinite(sum(numbers)):
+        return map(repr, map(float, numbers))
+    return map(floatToGoString, numbers)
+
+
+def _template(pieces: list[str]) -> list[str | None]:
+    template: list[str | None] = [None] * (2 * len(pieces) - 1)
+    template[::2] = pieces
+    return template
+
+
+def _spliced(template: list[str | None], numbers: list[float]) -> bytes:
+    """``template`` with ``numbers`` in its slots, each written as prometheus_client writes values."""
+    text = template.copy()
+    text[1::2] = _go_floats(numbers)  # a ValueError unless there are as many numbers as slots
+    return "".join(text).encode()  # type: ignore[arg-type]  # every slot is filled
 
 
 class _Families(Collector):
@@ -140,7 +176,7 @@ class DatasourceCollector(Collector):
         self.max_age = max_age
         self._timestamps = bool(timestamps)
         self.name = name
-        self._known: dict[tuple[str, str, str, str, bool, bool], _Series] = {}  # (source, id, units, Nones) -> series
+        self._layouts: dict[str, tuple[list[_Layout], tuple[_Series, ...]]] = {}  # source -> its readings' series
         self._shared_names: set[str] = set()  # names of more than one of those series
         self._texts: dict[Hashable, dict[str, _Part]] = {}  # encoder -> source -> its text
         self._lock = threading.Lock()
@@ -162,41 +198,46 @@ class DatasourceCollector(Collector):
             for kind, u in (("inbound", NO_UNIT), ("value", unit), ("raw_value", raw_unit))
         )
 
-    def _grouped(self) -> tuple[list[tuple[str, _Pairs]], _Pairs, int]:
+    def _grouped(self) -> tuple[list[_Source], list[tuple[_Series, Reading]], int]:
         """The readings within ``max_age`` with their series, per source; apart, those of every source with a
         series name another series has too (herostools' names can collide); and how many were left out."""
         now, max_age = time.time(), self.max_age
-        known, seen = self._known, {}
-        groups: list[tuple[str, _Pairs]] = []
+        with self._lock:
+            kept = self._layouts
+        layouts: dict[str, tuple[list[_Layout], tuple[_Series, ...]]] = {}
+        sources: list[_Source] = []
         stale = 0
         for source, readings in self.cache.readings():
-            pairs: _Pairs = []
-            for reading in readings:
-                if max_age is not None and abs(now - reading.time) > max_age:
-                    stale += 1
-                    continue
-                # which values exist is part of the key: the same series object, the same text but for the values
-                units, missing = (reading.unit, reading.raw_unit), (reading.number is None, reading.raw_number is None)
-                key = (source, reading.id, *units, *missing)
-                seen[key] = series = known.get(key) or self._series(source, reading.id, *units)
-                pairs.append((series, reading))
-            if pairs:
-                groups.append((source, pairs))
+            if max_age is not None and not _within(readings, now - max_age, now + max_age):
+                fresh = tuple(reading for reading in readings if abs(now - reading.time) <= max_age)
+                stale += len(readings) - len(fresh)
+                readings = fresh
+            if not readings:
+                continue
+            # which values exist is part of the layout: the same series object, the same text but for the values
+            layout = [(r.id, r.unit, r.raw_unit, r.number is None, r.raw_number is None) for r in readings]
+            same = kept.get(source)
+            if same is None or same[0] != layout:
+                same = layout, tuple(self._series(source, *observable[:3]) for observable in layout)
+            layouts[source] = same
+            sources.append(_Source(source, readings, same[1]))
         with self._lock:
-            if seen.keys() != self._known.keys():  # names counted again only when the series are not the same
-                counts = Counter(name for series in seen.values() for name, _, _ in series)
+            if layouts.keys() != self._layouts.keys() or any(
+                series is not self._layouts[source][1] for source, (_, series) in layouts.items()
+            ):  # names counted again only when the series are not the same
+                counts = Counter(name for _, series in layouts.values() for each in series for name, _, _ in each)
                 self._shared_names = {name for name, count in counts.items() if count > 1}
-            self._known = seen  # only the series of readings still cached are kept
+            self._layouts = layouts  # only the series of readings still cached are kept
             shared_names = self._shared_names
         if not shared_names:  # the usual case
-            return groups, [], stale
-        clean: list[tuple[str, _Pairs]] = []
-        shared: _Pairs = []
-        for source, pairs in groups:
-            if any(name in shared_names for series, _ in pairs for name, _, _ in series):
-                shared += pairs
+            return sources, [], stale
+        clean: list[_Source] = []
+        shared: list[tuple[_Series, Reading]] = []
+        for each in sources:
+            if any(name in shared_names for series in each.series for name, _, _ in series):
+                shared += each.pairs()
             else:
-                clean.append((source, pairs))
+                clean.append(each)
         return clean, shared, stale
 
     def _families(self, pairs: _Pairs, *, merge: bool = False, marked: bool = False) -> Iterator[Metric]:
@@ -237,8 +278,8 @@ class DatasourceCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         clean, shared, stale = self._grouped()
-        for _, pairs in clean:
-            yield from self._families(pairs)
+        for source in clean:
+            yield from self._families(source.pairs())
         yield from self._families(shared, merge=True)
         yield from self._own(stale)
 
@@ -252,49 +293,57 @@ class DatasourceCollector(Collector):
         with self._lock:
             kept = self._texts.get(key, {})
         parts: dict[str, _Part] = {}
-        for source, pairs in clean:
-            readings = tuple(reading for _, reading in pairs)
-            part = kept.get(source)
-            if part is None or part.readings != readings:
-                part = self._part(encoder, eof, pairs, readings, part)
-            parts[source] = part
+        for source in clean:
+            part = kept.get(source.name)
+            if part is None or not _same(part.readings, source.readings):
+                part = self._part(encoder, eof, source, part)
+            parts[source.name] = part
         rest = encoder(_Families(itertools.chain(self._families(shared, merge=True), self._own(stale))))
         with self._lock:
             self._texts.pop(key, None)
             self._texts[key] = parts  # the texts of sources no longer cached go
             while len(self._texts) > _ENCODERS_KEPT:
                 del self._texts[next(iter(self._texts))]
-        return b"".join(part.text for part in parts.values()) + rest
+        return b"".join([*(part.text for part in parts.values()), rest])  # one copy of the whole text
 
-    def _part(
-        self, encoder: Encoder, eof: bytes, pairs: _Pairs, readings: tuple[Reading, ...], kept: _Part | None
-    ) -> _Part:
-        """A source's part for these readings: its new values put into the kept text where only values changed,
+    def _part(self, encoder: Encoder, eof: bytes, source: _Source, kept: _Part | None) -> _Part:
+        """A source's part for its readings: the new values put into the kept text where only values changed,
         else written by the encoder, once more with marked values to find where values go next time. That cut
         is kept only where putting these readings' values in gives exactly the encoder's text."""
         if self._timestamps:  # every new reading changes its timestamp too, not only values
-            return _Part(readings, encoder(_Families(self._families(pairs))).removesuffix(eof), None, None)
-        numbers = [number for reading in readings for number in _numbers(reading) if number is not None]
-        layout = tuple(series for series, _ in pairs)  # which values exist: in the series objects
-        if kept is not None and kept.pieces is not None and _same_series(kept.layout, layout):
-            return _Part(readings, _spliced(kept.pieces, numbers), layout, kept.pieces)
-        text = encoder(_Families(self._families(pairs))).removesuffix(eof)
-        pieces: list[str] | None = (
-            encoder(_Families(self._families(pairs, marked=True))).removesuffix(eof).decode().split(_MARK_TEXT)
-        )
-        if len(pieces) != len(numbers) + 1 or _spliced(pieces, numbers) != text:
-            pieces = None  # a label holds the mark's text, or the encoder writes values otherwise
-        return _Part(readings, text, layout, pieces)
+            text = encoder(_Families(self._families(source.pairs()))).removesuffix(eof)
+            return _Part(source.readings, text, None, None)
+        values = itertools.chain.from_iterable(map(_numbers, source.readings))
+        numbers = [number for number in values if number is not None]
+        if kept is not None and kept.template is not None and kept.series is source.series:
+            return _Part(source.readings, _spliced(kept.template, numbers), source.series, kept.template)
+        text = encoder(_Families(self._families(source.pairs()))).removesuffix(eof)
+        marked = encoder(_Families(self._families(source.pairs(), marked=True))).removesuffix(eof)
+        pieces = marked.decode().split(_MARK_TEXT)
+        template = _template(pieces) if len(pieces) == len(numbers) + 1 else None  # else a label holds the mark
+        if template is not None and _spliced(template, numbers) != text:
+            template = None  # the encoder writes values otherwise
+        return _Part(source.readings, text, source.series, template)
 
 
-def _same_series(kept: tuple[_Series, ...] | None, series: tuple[_Series, ...]) -> bool:
-    """The very same series objects: equal names and labels are not enough, which values exist is in the object."""
-    return kept is not None and len(kept) == len(series) and all(map(operator.is_, kept, series))
+def _same(kept: tuple[Reading, ...], readings: tuple[Reading, ...]) -> bool:
+    """The very same reading objects: the cache replaces a reading by a new one whenever one arrives."""
+    return len(kept) == len(readings) and all(map(operator.is_, kept, readings))
 
 
-def _numbers(reading: Reading) -> tuple[float, float | None, float | None]:
-    """The values of a reading's series: inbound, value and raw_value (None: that series is left out)."""
-    return float(reading.inbound), reading.number, reading.raw_number
+_TIME = operator.attrgetter("time")
+
+
+def _within(readings: tuple[Reading, ...], earliest: float, latest: float) -> bool:
+    """Every reading's time within ``[earliest, latest]``: the usual case, found without a step per reading."""
+    times = list(map(_TIME, readings))
+    return earliest <= min(times) and max(times) <= latest
+
+
+# The values of a reading's series: inbound, value and raw_value (None: that series is left out).
+_numbers: Callable[[Reading], tuple[int, float | None, float | None]] = operator.attrgetter(
+    "inbound", "number", "raw_number"
+)
 
 
 def exposition(collectors: Iterable[Collector], encoder: Encoder = generate_latest) -> bytes:

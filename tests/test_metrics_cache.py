@@ -61,13 +61,17 @@ def test_a_newer_reading_replaces_an_older_one_never_the_reverse() -> None:
 
 
 def test_max_age_and_timestamps() -> None:
+    """Readings further than max_age from now, past or (a clock set wrong) future, are left out and counted."""
     cache, now = DatasourceCache(), time.time()
     cache.update("dev", [reading("fresh", now - 5, 1.0), reading("old", now - 100, 2.0)])
+    cache.update("ahead", [reading("t", now + 100, 3.0)])
+    cache.update("late", [reading("t", now + 30, 4.0)])  # within max_age: a clock a little ahead is fine
     labels = frozenset({"prefix": "dev", "key": "fresh"}.items())
     exposed = samples(DatasourceCollector(cache, max_age=60, timestamps=True))
     assert exposed[("dev_fresh_raw_value", labels)] == (1.0, now - 5)
-    assert not any(name.startswith("dev_old") for name, _ in exposed)
-    assert exposed[("archivist_datasource_stale_readings", frozenset({"observer": "datasource"}.items()))][0] == 1
+    assert exposed[("late_t_raw_value", frozenset({"prefix": "late", "key": "t"}.items()))] == (4.0, now + 30)
+    assert not any(name.startswith(("dev_old", "ahead_")) for name, _ in exposed)
+    assert exposed[("archivist_datasource_stale_readings", frozenset({"observer": "datasource"}.items()))][0] == 2
     unlimited = samples(DatasourceCollector(cache, max_age=None))
     assert unlimited[("dev_old_raw_value", frozenset({"prefix": "dev", "key": "old"}.items()))] == (2.0, None)
 
@@ -113,6 +117,18 @@ def test_bad_payloads_are_counted() -> None:
     cache.feed(Received("@object/heros/dev/observable_data", cbor2.dumps([{"id": "x", "time": True}])), "heros")
     assert cache.skipped() == {"undecodable": 1, "not_a_list": 1, "wrong_type": 1}
     assert cache.records() == {}
+
+
+def test_integers_beyond_float_range_are_skipped_and_the_scrape_goes_on() -> None:
+    """CBOR bignums decode to ints of any size; as an inbound count one broke every scrape, as a time the update."""
+    cache, now = DatasourceCache(), time.time()
+    huge = cbor2.loads(cbor2.dumps(10**5000))  # more digits than Python turns into text by default
+    records = [reading("a", now, 1.0, inbound=huge), reading("b", huge, 1.0), reading("t", now, 2.0, inbound=3)]
+    cache.update("dev", records)
+    assert cache.skipped() == {"wrong_type": 2}
+    exposed = samples(DatasourceCollector(cache))
+    assert exposed[("dev_t_inbound", frozenset({"prefix": "dev", "key": "t"}.items()))] == (3, None)
+    assert not any(name.startswith(("dev_a_", "dev_b_")) for name, _ in exposed)
 
 
 def test_colliding_names_are_one_family() -> None:
@@ -191,6 +207,8 @@ def test_one_endpoint_for_two_state_machines_shows_each_series_once() -> None:
     assert text.count("# TYPE dev_t_raw_value gauge") == 1
 
 
+VALUES = [float("nan"), float("inf"), -0.0, 0.0, 1e22, 12345678901, -2.5e-7, True, 0.1 + 0.2]
+VALUES += [999999.9999999999, 1e6, 1234567.5, -1234567.0, 1e16]  # prometheus_client writes exponents from 1e6 on
 ENCODERS = {"text": (None, generate_latest), "OpenMetrics": (OPENMETRICS, generate_openmetrics)}
 
 
@@ -212,7 +230,7 @@ def test_each_scrape_shows_the_cache_as_it_is_then(format_name: str, timestamps:
         lambda: cache.update("dev", [reading("t", now + 1, 2.0)]),  # one value of "dev" changes
         *(  # values only, written as prometheus_client writes each
             lambda number=number, n=n: cache.update("dev", [reading("t", now + 2 + n, number)])
-            for n, number in enumerate([float("nan"), float("inf"), -0.0, 0.0, 1e22, 12345678901, -2.5e-7, True])
+            for n, number in enumerate(VALUES)
         ),
         lambda: cache.update("dev", [reading("p", now + 1, 6.0)]),  # a unit changes with it: new labels
         lambda: cache.update("dev", [reading("t", now + 20, 3.0, value=30.0, unit="K", calibrated=True)]),
