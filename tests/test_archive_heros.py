@@ -44,6 +44,28 @@ def test_seed_example_writes_the_seed_file_names(make_archiver, heros_emitter, z
     assert stats["bytes_written"] == sum((images / n).stat().st_size for n in expected_names)
 
 
+def test_large_frames_arrive_whole(make_archiver, heros_emitter, zenoh_port, tmp_path: Path) -> None:
+    """Frames over 64 KiB are read in place from the received message (docs/formats.md): every byte arrives."""
+    archiver = make_archiver(
+        ArrayArchiver,
+        object_selector="cam",
+        event_name="acquisition_data",
+        save_template=str(tmp_path) + "/{{ frame }}.npy",
+    )
+    emitter = heros_emitter("cam", zenoh_port)
+    emitter.wait_subscribers("acquisition_data")
+    specs = [array_spec([256, 512], "uint16", fill="random", seed=1), array_spec([300, 301], ">f8", fill="random")]
+    emitter.emit(
+        "acquisition_data",
+        [{"form": "tuple", "data": spec, "metadata": {"frame": frame}} for frame, spec in enumerate(specs)],
+    )
+    support.wait_until(lambda: archiver.stats()["written"] == 2, what="2 frames written")
+    for frame, spec in enumerate(specs):
+        saved, sent = np.load(tmp_path / f"{frame}.npy"), make_array(spec)
+        assert saved.dtype == sent.dtype and saved.shape == sent.shape
+        np.testing.assert_array_equal(saved, sent)
+
+
 def test_dict_form_and_source_name_wildcard(make_archiver, heros_emitter, zenoh_port, tmp_path: Path) -> None:
     archiver = make_archiver(
         JsonArchiver,
