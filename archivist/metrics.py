@@ -111,7 +111,7 @@ class _Part:
 
 
 def _go_floats(numbers: list[float]) -> Iterable[str]:
-    """Each number as prometheus_client's ``floatToGoString`` writes it; by ``repr`` (four times as fast) where
+    """Each number as prometheus_client's ``floatToGoString`` writes it; by ``repr`` (up to four times as fast) where
     that is the same: no NaN or infinity (their sum is finite) and none from ``_GO_BELOW`` on."""
     if _REPR_IS_GO and numbers and max(numbers) < _GO_BELOW and math.isfinite(sum(numbers)):
         return map(repr, map(float, numbers))
