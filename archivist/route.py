@@ -18,6 +18,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CREDENTIALS = re.compile(r"(?<=://)[^/@]*@")
 _LOCAL_PROTOCOLS = (None, "file", "local")
 _ENVIRONMENT = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+_MARKUP = (_ENVIRONMENT.variable_start_string, _ENVIRONMENT.block_start_string, _ENVIRONMENT.comment_start_string)
 
 
 def compile_template(source: str, argument: str = "save_template") -> jinja2.Template:
@@ -35,9 +36,20 @@ class Route:
         self.source = template
         self._template = compile_template(template, argument)
         self.root = _normalise_root(root) if root else None
+        # plain text, without Jinja markup, renders the same for every event (zarr's array path, most often)
+        self._fixed = not any(start in template for start in _MARKUP)
+        self._rendered: str | None = None
 
     def render(self, context: Mapping[str, Any]) -> str:
         """The destination URL for one event; raises TemplateRenderError or UnsafePathError."""
+        if self._rendered is not None:
+            return self._rendered
+        destination = self.validate(self._render(context))
+        if self._fixed:
+            self._rendered = destination
+        return destination
+
+    def _render(self, context: Mapping[str, Any]) -> str:
         try:
             rendered = self._template.render(context)
         except jinja2.UndefinedError as exc:
@@ -46,7 +58,7 @@ class Route:
             ) from exc
         except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError) as exc:
             raise TemplateRenderError(f"template {self.source!r} failed: {type(exc).__name__}: {exc}") from exc
-        return self.validate(rendered)
+        return rendered
 
     def validate(self, destination: str) -> str:
         """Check a rendered destination and place a relative one under ``root``."""

@@ -55,6 +55,24 @@ def test_unsafe_destinations_are_refused(rendered: str, message: str) -> None:
         Route("{{ path }}").render({"path": rendered})
 
 
+@pytest.mark.parametrize(("template", "renders"), [("run.zarr", 1), ("{{ run }}.zarr", 3), ("run{# x #}.zarr", 3)])
+def test_plain_text_is_rendered_once(template: str, renders: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A template without Jinja markup (zarr's store and array paths, most often) gives the same path for every
+    event: it is rendered and checked once, which takes Jinja's work off every frame's path."""
+    route, calls = Route(template), []
+    render = route._template.render
+    monkeypatch.setattr(route._template, "render", lambda context: calls.append(context) or render(context))
+    assert [route.render({"run": "run"}) for _ in range(3)] == ["run.zarr"] * 3
+    assert len(calls) == renders
+
+
+def test_an_unsafe_plain_path_is_refused_for_every_event() -> None:
+    route = Route("../run.zarr")
+    for _ in range(2):
+        with pytest.raises(UnsafePathError, match=r"'\.\.' segment"):
+            route.render({})
+
+
 def test_root_places_relative_paths_and_refuses_others(tmp_path) -> None:
     route = Route("{{ where }}/f.npy", root=str(tmp_path / "archive"))
     assert route.render({"where": "run1"}) == str(tmp_path / "archive" / "run1" / "f.npy")
