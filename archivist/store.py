@@ -113,9 +113,8 @@ class Store:
         names counts as this write, instead of a second copy being stored.
         """
         attempt = _Attempt()
-        retrying = self._retrying.copy()
-        try:
-            return retrying(self._write_once, url, chunks, attempt, resume)
+        try:  # one Retrying for every thread: tenacity keeps a call's state per thread
+            return self._retrying(self._write_once, url, chunks, attempt, resume)
         except ArchivistError:
             raise
         except Exception as exc:

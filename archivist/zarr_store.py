@@ -340,13 +340,12 @@ class ZarrStore:
         return zarr.storage.FsspecStore.from_url(url, storage_options=self._options)
 
     def _retry(self, what: str, attempt: Callable[..., T], *args: Any) -> T:
-        retrying = self._retrying.copy()
-        try:
-            return retrying(attempt, *args)
+        try:  # one Retrying for every thread: tenacity keeps a call's state and statistics per thread
+            return self._retrying(attempt, *args)
         except ArchivistError:
             raise
         except Exception as exc:
-            attempts = retrying.statistics.get("attempt_number", 1)
+            attempts = self._retrying.statistics.get("attempt_number", 1)
             raise WriteError(f"{what} failed after {attempts} attempt(s): {exc}", attempts) from exc
 
 
