@@ -62,6 +62,14 @@ def numeric(value: Any) -> float | None:
     return None
 
 
+def _shown(value: Any) -> str:
+    """``value`` for a message, cut at 80 characters; CBOR bignums decode to ints too long for ``repr``."""
+    try:
+        return f"{value!r:.80}"
+    except ValueError:  # more digits than Python turns into text (sys.get_int_max_str_digits)
+        return f"a {type(value).__name__} too large to show"
+
+
 def parse_record(record: Any) -> Reading:
     """Validate one record of an ``observable_data`` list (heros' DatasourceReturnValue); raise RecordError."""
     if not isinstance(record, dict):
@@ -71,20 +79,19 @@ def parse_record(record: Any) -> Reading:
         raise RecordError("missing_field", f"record lacks {', '.join(missing)}")
     ident, when = record["id"], record["time"]
     if not isinstance(ident, str) or not ident:
-        raise RecordError("wrong_type", f"id must be a non-empty string, got {ident!r:.80}")
+        raise RecordError("wrong_type", f"id must be a non-empty string, got {_shown(ident)}")
     if not is_record_time(when):
-        got = "an integer beyond float range" if isinstance(when, int) and not isinstance(when, bool) else repr(when)
-        raise RecordError("wrong_type", f"{ident!r:.80}: time must be a finite number, got {got:.80}")
+        raise RecordError("wrong_type", f"{ident!r:.80}: time must be a finite number, got {_shown(when)}")
     unit, raw_unit = record.get("unit", NO_UNIT), record.get("raw_unit", NO_UNIT)
     inbound, calibrated = record.get("inbound", -1), record.get("calibrated", False)
     if not isinstance(unit, str) or not isinstance(raw_unit, str):
         raise RecordError("wrong_type", f"{ident!r:.80}: unit and raw_unit must be strings")
     if isinstance(inbound, bool) or not isinstance(inbound, int):
-        raise RecordError("wrong_type", f"{ident!r:.80}: inbound must be an integer, got {inbound!r:.80}")
+        raise RecordError("wrong_type", f"{ident!r:.80}: inbound must be an integer, got {_shown(inbound)}")
     if numeric(inbound) is None:
         raise RecordError("wrong_type", f"{ident!r:.80}: inbound is an integer beyond float range")
     if not isinstance(calibrated, bool):
-        raise RecordError("wrong_type", f"{ident!r:.80}: calibrated must be a bool, got {calibrated!r:.80}")
+        raise RecordError("wrong_type", f"{ident!r:.80}: calibrated must be a bool, got {_shown(calibrated)}")
     raw_value = record.get("raw_value")
     value = record.get("value") if calibrated else raw_value
     return Reading(

@@ -120,15 +120,18 @@ def test_bad_payloads_are_counted() -> None:
 
 
 def test_integers_beyond_float_range_are_skipped_and_the_scrape_goes_on() -> None:
-    """CBOR bignums decode to ints of any size; as an inbound count one broke every scrape, as a time the update."""
+    """CBOR bignums decode to ints of any size; as an inbound count one broke every scrape, as a time the update,
+    and one too long to write as text broke the update wherever a message showed it."""
     cache, now = DatasourceCache(), time.time()
     huge = cbor2.loads(cbor2.dumps(10**5000))  # more digits than Python turns into text by default
     records = [reading("a", now, 1.0, inbound=huge), reading("b", huge, 1.0), reading("t", now, 2.0, inbound=3)]
+    records += [reading(huge, now, 1.0), reading("c", now, 1.0, calibrated=huge)]  # shown in their messages
+    records.append(reading("d", now, 1.0, inbound=[huge]))
     cache.update("dev", records)
-    assert cache.skipped() == {"wrong_type": 2}
+    assert cache.skipped() == {"wrong_type": 5}
     exposed = samples(DatasourceCollector(cache))
     assert exposed[("dev_t_inbound", frozenset({"prefix": "dev", "key": "t"}.items()))] == (3, None)
-    assert not any(name.startswith(("dev_a_", "dev_b_")) for name, _ in exposed)
+    assert not any(name.startswith(("dev_a_", "dev_b_", "dev_c_", "dev_d_")) for name, _ in exposed)
 
 
 def test_colliding_names_are_one_family() -> None:
