@@ -6,7 +6,6 @@ import hashlib
 import logging
 import os
 import re
-import sys
 import time
 import uuid
 from collections.abc import Collection, Iterator
@@ -24,7 +23,7 @@ from .pipeline import Pipeline, PipelineClosed
 from .retry import retry_policy
 from .route import Route, redact_url
 from .source import Subscription, ZenohConfig, hero_session
-from .spool import Spool, SpoolEntry
+from .spool import Spool, SpoolEntry, importable_class_name
 from .stats import Stats
 from .store import OnExists, Store, Written
 
@@ -53,14 +52,6 @@ class ShutdownError(ArchivistError):
 
 class InterruptedArchiverError(ArchivistError):
     """The event waited in the disk buffer of an archiver that was killed; it may have been written already."""
-
-
-def importable_class_name(cls: type) -> str:
-    """The dotted name of the first class in ``cls``'s MRO that can be imported again (BOSS subclasses can't)."""
-    for klass in cls.__mro__:
-        if getattr(sys.modules.get(klass.__module__), klass.__qualname__, None) is klass:
-            return f"{klass.__module__}.{klass.__qualname__}"
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 class Archiver:

@@ -147,11 +147,13 @@ def _replay(args: argparse.Namespace) -> int:
     report = replay(spool_dir, _configs(args.config), storage_options=args.storage_options, progress=True)
     for path, error in report.failures:
         print(f"{path.name}: {error}", file=sys.stderr)
-    print(
-        f"replayed {report.delivered} of {report.entries} event(s) from {spool_dir}; "
-        f"{len(report.failures)} left in the spool",
-        flush=True,
-    )
+    for path, error in report.unreplayable:
+        print(f"{path.name}: not replayable, {error}", file=sys.stderr)
+    summary = f"replayed {report.delivered} of {report.entries} event(s) from {spool_dir}; "
+    summary += f"{len(report.failures)} left in the spool"
+    if report.unreplayable:
+        summary += f", and {len(report.unreplayable)} bad observable_data event(s) to read, then delete"
+    print(summary, flush=True)
     return 1 if report.failures else 0
 
 

@@ -1,7 +1,8 @@
 """Datasource readings: validate ``observable_data`` records and keep the newest one per source and observable.
 
 A record that is not a map, lacks ``id`` or ``time`` or has a field of the wrong type is skipped and counted by
-reason, so one bad datasource never spoils what the others report.
+reason, so one bad datasource never spoils what the others report, and the event that held it is kept in the
+spool.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .decode import decode_payload
 from .errors import DecodeError
 from .event import Received, is_record_time, source_name_from_key
 from .source import Subscription, ZenohConfig
+from .spool import Spool, SpoolEntry, importable_class_name
 
 log = logging.getLogger(__name__)
 
@@ -118,56 +120,62 @@ class DatasourceCache:
         self._skipped: Counter[str] = Counter()
         self._warned: set[tuple[str, str]] = set()
 
-    def update(self, source: str, value: Any) -> int:
-        """Take one decoded ``observable_data`` value from ``source``; returns how many records were accepted.
+    def update(self, source: str, value: Any) -> list[RecordError]:
+        """Take one decoded ``observable_data`` value from ``source``; returns what it refused as bad input.
 
-        A reading replaces the cached one only if it is at least as recent (by its ``time``).
+        A reading replaces the cached one only if it is at least as recent (by its ``time``). An outdated
+        reading, or a value that is not a number (the record is kept), is counted but not refused.
         """
         if not isinstance(value, list):
-            self.skip(source, "not_a_list", f"observable_data is {type(value).__name__}, not a list of records")
-            return 0
-        accepted = 0
+            refused = RecordError("not_a_list", f"observable_data is {type(value).__name__}, not a list of records")
+            self.skip(source, refused)
+            return [refused]
+        refusals = []
         with self._lock:
             readings = self._readings.setdefault(source, {})
             for record in value:
                 try:
                     reading = parse_record(record)
                 except RecordError as exc:
-                    self._skip_locked(source, exc.reason, str(exc))
+                    self._skip_locked(source, exc)
+                    refusals.append(exc)
                     continue
                 if (reading.number is None and reading.value is not None) or (
                     reading.raw_number is None and reading.raw_value is not None
                 ):
-                    self._skip_locked(source, "non_numeric_value", f"{reading.id!r:.80}: value is not a number")
+                    self._skip_locked(
+                        source, RecordError("non_numeric_value", f"{reading.id!r:.80}: value is not a number")
+                    )
                 previous = readings.get(reading.id)
                 if previous is not None and previous.time > reading.time:
                     self._skipped["outdated"] += 1
                     continue
                 readings[reading.id] = reading
-                accepted += 1
             if not readings:
                 del self._readings[source]
-        return accepted
+        return refusals
 
-    def feed(self, received: Received, realm: str) -> None:
-        """Decode a received ``observable_data`` sample (with the one decoder) and take it."""
+    def feed(self, received: Received, realm: str) -> list[RecordError]:
+        """Decode a received ``observable_data`` sample (with the one decoder) and take it; returns what it
+        refused as bad input."""
         source = source_name_from_key(received.key_expr, realm, EVENT_NAME)
         try:
             value = decode_payload(received.raw)
         except DecodeError as exc:
-            self.skip(source, "undecodable", str(exc))
-            return
-        self.update(source, value)
+            refused = RecordError("undecodable", str(exc))
+            self.skip(source, refused)
+            return [refused]
+        return self.update(source, value)
 
-    def skip(self, source: str, reason: str, message: str) -> None:
+    def skip(self, source: str, refused: RecordError) -> None:
         with self._lock:
-            self._skip_locked(source, reason, message)
+            self._skip_locked(source, refused)
 
-    def _skip_locked(self, source: str, reason: str, message: str) -> None:
-        self._skipped[reason] += 1
-        level = logging.DEBUG if (source, reason) in self._warned else logging.WARNING
-        self._warned.add((source, reason))
-        log.log(level, "observable_data from %r: record skipped (%s): %s", source, reason, message)
+    def _skip_locked(self, source: str, refused: RecordError) -> None:
+        self._skipped[refused.reason] += 1
+        level = logging.DEBUG if (source, refused.reason) in self._warned else logging.WARNING
+        self._warned.add((source, refused.reason))
+        log.log(level, "observable_data from %r: record skipped (%s): %s", source, refused.reason, refused)
 
     def readings(self) -> list[tuple[str, tuple[Reading, ...]]]:
         """Every cached reading, a snapshot, per source (one tuple each, not one object per reading to collect)."""
@@ -189,8 +197,77 @@ class DatasourceCache:
             self._readings.clear()
 
 
+class RefusedEvents:
+    """Keeps each ``observable_data`` event that held bad input in the spool, whole, as archivers keep an event
+    they could not write: counted and logged is not enough, the bytes are what tells a datasource's author what
+    went wrong. ``archivist replay`` leaves such entries for a person to read (a reading is a value of its
+    moment, not a file to deliver later)."""
+
+    SHOWN = 3  # refused records described in an entry's error
+
+    def __init__(self, spool_dir: str | None, observer: str, observer_class: type) -> None:
+        self.spool = Spool(spool_dir)
+        self.observer = observer
+        self.observer_class = importable_class_name(observer_class)
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter({"spooled": 0, "spool_failed": 0})
+        self._warned: set[str] = set()
+
+    def keep(self, received: Received, refusals: list[RecordError]) -> None:
+        described = "; ".join(f"{refused.reason}: {refused}" for refused in refusals[: self.SHOWN])
+        if len(refusals) > self.SHOWN:
+            described += f"; and {len(refusals) - self.SHOWN} more"
+        try:
+            path = self.spool.put(
+                SpoolEntry(
+                    archiver=self.observer,
+                    archiver_class=self.observer_class,
+                    settings={},
+                    key_expr=received.key_expr,
+                    payload=received.raw,
+                    received_at=received.received_at,
+                    error=described,
+                    error_type=RecordError.__name__,
+                    attempts=1,
+                )
+            )
+        except Exception:  # the event is now only in this log line: say so as loudly as possible
+            self._count("spool_failed")
+            log.critical(
+                "%s: observable_data from %s refused (%s) and could not be spooled to %s",
+                self.observer,
+                received.key_expr,
+                described,
+                self.spool.directory,
+                exc_info=True,
+            )
+            return
+        self._count("spooled")
+        with self._lock:
+            first = received.key_expr not in self._warned
+            self._warned.add(received.key_expr)
+        log.log(
+            logging.WARNING if first else logging.DEBUG,
+            "%s: observable_data from %s refused (%s); kept in the spool as %s",
+            self.observer,
+            received.key_expr,
+            described,
+            path,
+        )
+
+    def _count(self, outcome: str) -> None:
+        with self._lock:
+            self._counts[outcome] += 1
+
+    def counts(self) -> dict[str, int]:
+        """Refused events ``spooled`` and those that could not be (``spool_failed``)."""
+        with self._lock:
+            return dict(self._counts)
+
+
 class DatasourceFeed:
-    """Keeps a cache up to date from the ``observable_data`` events of the HEROs matching ``object_selector``."""
+    """Keeps a cache up to date from the ``observable_data`` events of the HEROs matching ``object_selector``;
+    events holding bad input go to ``refused``."""
 
     def __init__(
         self,
@@ -200,9 +277,11 @@ class DatasourceFeed:
         realm: str = "heros",
         zenoh_config: ZenohConfig = None,
         session: zenoh.Session | None = None,
+        refused: RefusedEvents,
     ) -> None:
         def deliver(received: Received) -> None:
-            cache.feed(received, realm)
+            if refusals := cache.feed(received, realm):
+                refused.keep(received, refusals)
 
         self._subscription = Subscription(
             deliver,

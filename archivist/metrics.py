@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from .datasource import NO_UNIT, DatasourceCache, Reading
+from .datasource import NO_UNIT, DatasourceCache, Reading, RefusedEvents
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -42,6 +42,14 @@ _DATASOURCE_HELP = {  # short: every series is a family of its own, so this text
     "value": "HEROS datasource value",
     "raw_value": "HEROS datasource raw value",
 }
+_REFUSED_COUNTERS = (  # (name, RefusedEvents outcome, help), like the archivers' spool counters
+    ("archivist_datasource_events_spooled", "spooled", "observable_data events holding bad input, kept in the spool"),
+    (
+        "archivist_datasource_spool_failures",
+        "spool_failed",
+        "observable_data events holding bad input that could not even be spooled (lost)",
+    ),
+)
 
 
 def metric_name(text: str) -> str:
@@ -168,6 +176,7 @@ class DatasourceCollector(Collector):
         max_age: float | None = 600,
         timestamps: bool = False,
         name: str = "datasource",
+        refused: RefusedEvents | None = None,
     ) -> None:
         if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int | float) or max_age <= 0):
             raise ConfigError("max_age must be a number of seconds > 0, or null for no limit")
@@ -176,6 +185,7 @@ class DatasourceCollector(Collector):
         self.max_age = max_age
         self._timestamps = bool(timestamps)
         self.name = name
+        self._refused = refused
         self._layouts: dict[str, tuple[list[_Layout], tuple[_Series, ...]]] = {}  # source -> its readings' series
         self._shared_names: set[str] = set()  # names of more than one of those series
         self._texts: dict[Hashable, dict[str, _Part]] = {}  # encoder -> source -> its text
@@ -275,6 +285,12 @@ class DatasourceCollector(Collector):
         )
         old.add_metric((self.name,), stale)
         yield old
+        if self._refused is not None:
+            counts = self._refused.counts()
+            for name, outcome, documentation in _REFUSED_COUNTERS:
+                family = CounterMetricFamily(name, documentation, labels=("observer",))
+                family.add_metric((self.name,), counts[outcome])
+                yield family
 
     def collect(self) -> Iterator[Metric]:
         clean, shared, stale = self._grouped()

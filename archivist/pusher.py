@@ -9,7 +9,7 @@ from typing import Any
 import zenoh
 from prometheus_client import push_to_gateway
 
-from .datasource import DatasourceCache, DatasourceFeed
+from .datasource import DatasourceCache, DatasourceFeed, RefusedEvents
 from .errors import ConfigError
 from .metrics import DatasourceCollector, metrics_registry
 from .source import ZenohConfig
@@ -30,7 +30,8 @@ class PrometheusPusher:
 
     The group is ``job`` plus ``grouping_key``; a ``job`` entry in ``labels`` (herostools' way to name it) is
     taken as the job, the other ``labels`` are put on every series. Samples carry no timestamps, which push
-    gateways refuse. A gateway that is down is retried at the next interval and logged once per outage.
+    gateways refuse. A gateway that is down is retried at the next interval and logged once per outage. An
+    ``observable_data`` event holding bad input is kept whole in the spool at ``spool_dir``.
     """
 
     def __init__(
@@ -47,6 +48,7 @@ class PrometheusPusher:
         max_age: float | None = 600,
         timeout: float = 10.0,
         name: str | None = None,
+        spool_dir: str | None = None,
         session: zenoh.Session | None = None,
     ) -> None:
         if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
@@ -59,13 +61,21 @@ class PrometheusPusher:
         self.interval = float(interval)
         self.timeout = timeout
         self.cache = DatasourceCache()
-        self.collector = DatasourceCollector(self.cache, labels=labels, max_age=max_age, name=self.name)
+        refused = RefusedEvents(spool_dir, self.name, type(self))
+        self.collector = DatasourceCollector(
+            self.cache, labels=labels, max_age=max_age, name=self.name, refused=refused
+        )
         self._registry = metrics_registry(self.collector)
         self.pushes = self.failed_pushes = 0
         self._outage = False
         self._stop = threading.Event()
         self._feed = DatasourceFeed(
-            self.cache, object_selector=object_selector, realm=realm, zenoh_config=zenoh_config, session=session
+            self.cache,
+            object_selector=object_selector,
+            realm=realm,
+            zenoh_config=zenoh_config,
+            session=session,
+            refused=refused,
         )
         self._thread = threading.Thread(target=self._run, name=f"{self.name}-push", daemon=True)
         self._thread.start()

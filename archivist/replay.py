@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from .archivers import Archiver, EventFailed
 from .config import ObjectConfig
+from .errors import ConfigError
 from .event import Received
 from .spool import Spool, SpoolEntry
 
@@ -22,11 +23,13 @@ log = logging.getLogger("archivist")
 
 @dataclass
 class ReplayReport:
-    """What a replay did; ``failures`` lists the entries left in the spool and why."""
+    """What a replay did; ``failures`` lists the entries left in the spool and why, ``unreplayable`` the entries
+    no archiver delivers (events a metrics observer refused as bad input), left for a person to read."""
 
     entries: int = 0
     delivered: int = 0
     failures: list[tuple[Path, str]] = field(default_factory=list)
+    unreplayable: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def replay(
@@ -41,7 +44,8 @@ def replay(
     An entry is written by the archiver named like it in ``configs`` (a config holding a single archiver
     takes every entry), else by one built from the settings recorded in the entry. ``storage_options``
     (credentials, never stored in the spool) apply where the config gives none. Entries that fail again
-    stay, with the new error. Holding the spool's lock, two replays never run at once.
+    stay, with the new error, as do the events a metrics observer refused. Holding the spool's lock, two
+    replays never run at once.
     """
     spool = Spool(spool_dir)
     report = ReplayReport()
@@ -55,6 +59,9 @@ def replay(
             except Exception as exc:  # an unreadable entry is reported and kept, never removed
                 report.failures.append((path, f"unreadable spool entry: {exc}"))
                 continue
+            if _refused_by_an_observer(entry):
+                report.unreplayable.append((path, f"refused by {entry.archiver}: {entry.error}"))
+                continue
             config = _config_for(entry, configs)
             key = (config.source, config.id)
             if key not in archivers:
@@ -67,6 +74,15 @@ def replay(
             else:
                 report.failures.append((path, spool.load(path).error))
     return report
+
+
+def _refused_by_an_observer(entry: SpoolEntry) -> bool:
+    """An event a metrics observer kept: a reading is a value of its moment, there is nothing to write later."""
+    try:
+        cls = ObjectConfig(entry.archiver, entry.archiver_class, {}, "spool entry").resolve_class()
+    except ConfigError:
+        return False  # delivered as any other entry: building its archiver reports the class
+    return not issubclass(cls, Archiver)
 
 
 def _config_for(entry: SpoolEntry, configs: Sequence[ObjectConfig]) -> ObjectConfig:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -56,6 +57,14 @@ class SpoolEntry:
     pending_items: list[int] | None = None
     spooled_at: float = field(default_factory=time.time)
     format: int = SPOOL_FORMAT
+
+
+def importable_class_name(cls: type) -> str:
+    """The dotted name of the first class in ``cls``'s MRO that can be imported again (BOSS subclasses can't)."""
+    for klass in cls.__mro__:
+        if getattr(sys.modules.get(klass.__module__), klass.__qualname__, None) is klass:
+            return f"{klass.__module__}.{klass.__qualname__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 class Spool:

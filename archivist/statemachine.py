@@ -8,7 +8,7 @@ from typing import Any
 
 import zenoh
 
-from .datasource import DatasourceCache, DatasourceFeed
+from .datasource import DatasourceCache, DatasourceFeed, RefusedEvents
 from .metrics import (
     ArchiverCollector,
     DatasourceCollector,
@@ -29,7 +29,8 @@ class HERODatasourceStateMachine:
     Also serves archivist's own metrics (every archiver running in this process) unless ``archiver_metrics``
     is False, and ``/healthz``. ``loop`` (BOSS passes ``"@_boss_loop"``) is accepted for compatibility; the
     server runs on a thread of its own either way (see :mod:`archivist.metrics_server`). ``name`` is the
-    BOSS ``_id``, used in logs and to label the skipped-records counter.
+    BOSS ``_id``, used in logs, spool entries and to label its own counters. An ``observable_data`` event holding
+    bad input is kept whole in the spool at ``spool_dir`` (the archivers' default folder unless given).
     """
 
     def __init__(
@@ -48,12 +49,14 @@ class HERODatasourceStateMachine:
         archiver_metrics: bool = True,
         health_window: float = 60.0,
         name: str | None = None,
+        spool_dir: str | None = None,
         session: zenoh.Session | None = None,
     ) -> None:
         self.name = name or f"HERODatasourceStateMachine:{realm}/{object_selector}"
         self.cache = DatasourceCache()
+        refused = RefusedEvents(spool_dir, self.name, type(self))
         self.collector = DatasourceCollector(
-            self.cache, labels=labels, max_age=max_age, timestamps=timestamps, name=self.name
+            self.cache, labels=labels, max_age=max_age, timestamps=timestamps, name=self.name, refused=refused
         )
         collectors = [self.collector, ArchiverCollector()] if archiver_metrics else [self.collector]
         self._server = MetricsServer(
@@ -70,6 +73,7 @@ class HERODatasourceStateMachine:
                 realm=realm,
                 zenoh_config=zenoh_config,
                 session=session or hero_session(self, realm, zenoh_config),
+                refused=refused,
             )
         except BaseException:
             self._server.close()

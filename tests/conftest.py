@@ -32,6 +32,14 @@ def spool_dir(tmp_path: Path) -> Path:
     return tmp_path / "spool"
 
 
+@pytest.fixture(autouse=True)
+def default_spool_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where objects built without a spool_dir (BOSS, the CLI, metrics observers) spool: never the home folder."""
+    directory = tmp_path / "default-spool"
+    monkeypatch.setenv("ARCHIVIST_SPOOL_DIR", str(directory))
+    return directory
+
+
 @pytest.fixture
 def make_archiver(zenoh_config: dict[str, Any], spool_dir: Path) -> Iterator[Callable[..., Archiver]]:
     """Factory for archivers on the test's loopback zenoh config and spool; all stopped at teardown."""

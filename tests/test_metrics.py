@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from archivist import HERODatasourceStateMachine, PrometheusPusher
+from archivist import HERODatasourceStateMachine, PrometheusPusher, Spool, decode_payload
 from tests import support
 from tests.fixtures.prometheus import query
 from tests.metrics_support import OPENMETRICS, fetch, promtool_check, scrape, value
@@ -21,11 +21,16 @@ CALIBRATION = {"temperature": {"conversion": "x + 273.15", "unit": "K", "boundar
 
 
 @pytest.fixture
-def state_machine(zenoh_config: dict[str, Any]) -> Iterator[Callable[..., HERODatasourceStateMachine]]:
+def state_machine(zenoh_config: dict[str, Any], spool_dir) -> Iterator[Callable[..., HERODatasourceStateMachine]]:
     started: list[HERODatasourceStateMachine] = []
 
     def start(**kwargs: Any) -> HERODatasourceStateMachine:
-        kwargs = {"http_port": support.free_port(), "bind_address": "127.0.0.1", "zenoh_config": zenoh_config} | kwargs
+        kwargs = {
+            "http_port": support.free_port(),
+            "bind_address": "127.0.0.1",
+            "zenoh_config": zenoh_config,
+            "spool_dir": str(spool_dir),
+        } | kwargs
         machine = HERODatasourceStateMachine(**kwargs)
         started.append(machine)
         return machine
@@ -39,7 +44,9 @@ def series(source: str, key: str, **extra: str) -> dict[str, str]:
     return LABELS | {"prefix": source, "key": key} | extra
 
 
-def test_serves_the_readings_of_a_real_datasource_hero(state_machine, heros_emitter, zenoh_port: int) -> None:
+def test_serves_the_readings_of_a_real_datasource_hero(
+    state_machine, heros_emitter, zenoh_port: int, spool_dir
+) -> None:
     machine = state_machine(labels=LABELS)
     peer = heros_emitter("peer", zenoh_port)
     published = peer.datasource("thermo-1", THERMO, observables=CALIBRATION)
@@ -68,6 +75,8 @@ def test_serves_the_readings_of_a_real_datasource_hero(state_machine, heros_emit
         ),
         what="the newer reading",
     )
+    assert value(scrape(machine.url), "archivist_datasource_events_spooled_total", observer=machine.name) == 0
+    assert len(Spool(spool_dir)) == 0  # good events are not kept
     machine.clear()
     assert machine.get_cache() == {}
 
@@ -81,7 +90,7 @@ HOSTILE = [  # (id, raw_unit, series name, unit label)
 ]
 
 
-def test_hostile_ids_and_units_never_break_a_scrape(state_machine, heros_emitter, zenoh_port: int) -> None:
+def test_hostile_ids_and_units_never_break_a_scrape(state_machine, heros_emitter, zenoh_port: int, spool_dir) -> None:
     machine = state_machine(labels=LABELS)
     peer = heros_emitter("peer", zenoh_port)
     now = time.time()
@@ -100,7 +109,8 @@ def test_hostile_ids_and_units_never_break_a_scrape(state_machine, heros_emitter
         {"id": "old", "time": now - 3600, "raw_value": 1.0},
     ]
     peer.wait_subscribers("observable_data")
-    peer.emit("observable_data", [{"form": "value", "value": good + bad}, {"form": "value", "value": {"no": "list"}}])
+    events = [good + bad, {"no": "list"}]
+    peer.emit("observable_data", [{"form": "value", "value": event} for event in events])
 
     def skipped(reason: str) -> float | None:
         return value(
@@ -128,6 +138,17 @@ def test_hostile_ids_and_units_never_break_a_scrape(state_machine, heros_emitter
 
     status, content_type, text = fetch(machine.url, OPENMETRICS)
     assert content_type.startswith("application/openmetrics-text") and text.endswith("# EOF\n")
+
+    # both events, each holding bad input, are kept whole in the spool, with what was wrong
+    assert value(samples, "archivist_datasource_events_spooled_total", observer=machine.name) == 2
+    assert value(samples, "archivist_datasource_spool_failures_total", observer=machine.name) == 0
+    entries = [entry for _, entry in Spool(spool_dir).entries()]
+    assert [decode_payload(entry.payload) for entry in entries] == events
+    assert {(entry.archiver, entry.archiver_class) for entry in entries} == {
+        (machine.name, "archivist.statemachine.HERODatasourceStateMachine")
+    }
+    assert entries[0].error.startswith("not_a_map: record is str, not a map; missing_field: record lacks id; ")
+    assert entries[0].error.endswith("; and 2 more") and entries[1].error.startswith("not_a_list: ")
 
 
 def test_a_real_prometheus_scrapes_the_series(state_machine, heros_emitter, zenoh_port: int, prometheus_server) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import time
 import urllib.request
+from pathlib import Path
 
 import cbor2
 import pytest
@@ -15,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from archivist import ConfigError, MetricsServer, Received
-from archivist.datasource import DatasourceCache
+from archivist import ConfigError, HERODatasourceStateMachine, MetricsServer, Received, Spool
+from archivist.datasource import DatasourceCache, RecordError, RefusedEvents
 from archivist.metrics import (
     _MARK,
     ArchiverCollector,
@@ -110,13 +111,47 @@ def test_metric_names_follow_herostools_but_are_always_valid(text: str, name: st
     assert metric_name(text) == name
 
 
-def test_bad_payloads_are_counted() -> None:
-    cache = DatasourceCache()
-    cache.feed(Received("@object/heros/dev/observable_data", b"\xff\x00"), "heros")
-    cache.feed(Received("@object/heros/dev/observable_data", cbor2.dumps({"not": "a list"})), "heros")
-    cache.feed(Received("@object/heros/dev/observable_data", cbor2.dumps([{"id": "x", "time": True}])), "heros")
-    assert cache.skipped() == {"undecodable": 1, "not_a_list": 1, "wrong_type": 1}
-    assert cache.records() == {}
+def test_bad_payloads_are_counted_and_refused() -> None:
+    cache, now = DatasourceCache(), time.time()
+
+    def feed(payload: bytes) -> list[str]:
+        return [
+            refused.reason for refused in cache.feed(Received("@object/heros/dev/observable_data", payload), "heros")
+        ]
+
+    assert feed(b"\xff\x00") == ["undecodable"]
+    assert feed(cbor2.dumps({"not": "a list"})) == ["not_a_list"]
+    assert feed(cbor2.dumps([{"id": "x", "time": True}, reading("t", now, 1.0), "text"])) == ["wrong_type", "not_a_map"]
+    assert cache.skipped() == {"undecodable": 1, "not_a_list": 1, "wrong_type": 1, "not_a_map": 1}
+    # neither an outdated reading nor a value that is not a number is bad input: the record was good
+    assert feed(cbor2.dumps([reading("t", now - 1, 2.0), reading("s", now, "on")])) == []
+    assert cache.skipped() == {
+        "undecodable": 1,
+        "not_a_list": 1,
+        "wrong_type": 1,
+        "not_a_map": 1,
+        "outdated": 1,
+        "non_numeric_value": 1,
+    }
+    assert {record["id"] for record in cache.records()["dev"]} == {"t", "s"}
+
+
+def test_a_refused_event_that_cannot_be_spooled_is_counted_as_lost(tmp_path: Path, caplog) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    refused = RefusedEvents(str(blocked / "spool"), "observer-1", HERODatasourceStateMachine)
+    received = Received("@object/heros/dev/observable_data", b"\xff")
+    refused.keep(received, [RecordError("undecodable", "not CBOR")])
+    assert refused.counts() == {"spooled": 0, "spool_failed": 1}
+    assert [r.levelname for r in caplog.records if "could not be spooled" in r.getMessage()] == ["CRITICAL"]
+
+    refused = RefusedEvents(str(tmp_path / "spool"), "observer-1", HERODatasourceStateMachine)
+    refused.keep(received, [RecordError("undecodable", "not CBOR")])
+    assert refused.counts() == {"spooled": 1, "spool_failed": 0}
+    ((_, entry),) = Spool(tmp_path / "spool").entries()
+    assert (entry.payload, entry.error, entry.archiver) == (b"\xff", "undecodable: not CBOR", "observer-1")
+    exposed = samples(DatasourceCollector(DatasourceCache(), name="observer-1", refused=refused))
+    assert exposed[("archivist_datasource_events_spooled_total", frozenset({"observer": "observer-1"}.items()))][0] == 1
 
 
 def test_integers_beyond_float_range_are_skipped_and_the_scrape_goes_on() -> None:

@@ -12,8 +12,9 @@ import cbor2
 import numpy as np
 import pytest
 
-from archivist import ArrayArchiver, EventFailed, JsonArchiver, Received, Spool
+from archivist import ArrayArchiver, EventFailed, HERODatasourceStateMachine, JsonArchiver, Received, Spool, SpoolEntry
 from archivist.config import ObjectConfig
+from archivist.datasource import RecordError, RefusedEvents
 from archivist.replay import replay
 from tests import support
 from tests.peers.specs import burst_frame
@@ -161,3 +162,32 @@ def test_redeliver_writes_now_and_counts_what_it_replayed(tmp_path: Path, spool_
         archiver.redeliver(Received("@object/heros/s/json_data", cbor2.dumps({"m": 2})))
     stats = archiver.stats()
     assert (stats["replayed"], stats["written"], stats["failed"], stats["spooled"]) == (2, 2, 0, 0)
+
+
+def test_replay_leaves_what_a_metrics_observer_refused_for_a_person_to_read(tmp_path: Path, spool_dir: Path) -> None:
+    refused = RefusedEvents(str(spool_dir), "observer-1", HERODatasourceStateMachine)
+    refused.keep(Received("@object/heros/dev/observable_data", b"\xff"), [RecordError("undecodable", "not CBOR")])
+    Spool(spool_dir).put(
+        SpoolEntry(
+            archiver="dicts",
+            archiver_class="archivist.archivers.JsonArchiver",
+            settings={},
+            key_expr="@object/heros/s/json_data",
+            payload=cbor2.dumps({"n": 1}),
+            received_at=0.0,
+            error="the disk was full",
+            error_type="OSError",
+            attempts=3,
+        )
+    )
+    config = tmp_path / "dicts.json"  # one archiver: it takes every entry, but not the observer's
+    arguments = {"object_selector": "s", "event_name": "json_data", "save_template": str(tmp_path / "{{ n }}.json")}
+    config.write_text(json.dumps({"_id": "dicts", "classname": "archivist.JsonArchiver", "arguments": arguments}))
+
+    result = _archivist("replay", str(spool_dir), "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "replayed 1 of 2 event(s)" in result.stdout and "1 bad observable_data event(s) to read" in result.stdout
+    assert "not replayable, refused by observer-1: undecodable: not CBOR" in result.stderr
+    assert json.loads((tmp_path / "1.json").read_text()) == {"n": 1}
+    ((_, left),) = Spool(spool_dir).entries()
+    assert (left.archiver, left.payload) == ("observer-1", b"\xff")
