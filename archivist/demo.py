@@ -67,6 +67,7 @@ def run_demo(out: Path, seconds: float) -> int:
                 bind_address="127.0.0.1",
                 zenoh_config=loopback_zenoh_config(listen_port=port),
                 name="demo",
+                spool_dir=str(out / "spool"),
             )
         )
         # The HEROs get their own session manager: HEROS_ZENOH_CONFIG or zenoh's defaults must not apply here.
