@@ -275,33 +275,23 @@ class Archiver:
     ) -> None:
         kind = type(error).__name__
         self._stats.error(kind)
-        try:
-            path = self._spool.put(
-                SpoolEntry(
-                    archiver=self.name,
-                    archiver_class=importable_class_name(type(self)),
-                    settings=self._settings,
-                    key_expr=received.key_expr,
-                    payload=received.raw,
-                    received_at=received.received_at,
-                    error=str(error),
-                    error_type=kind,
-                    attempts=getattr(error, "attempts", 1),
-                    destination=destination,
-                    pending_items=pending,
-                )
+        path = self._spool.keep(
+            SpoolEntry(
+                archiver=self.name,
+                archiver_class=importable_class_name(type(self)),
+                settings=self._settings,
+                key_expr=received.key_expr,
+                payload=received.raw,
+                received_at=received.received_at,
+                error=str(error),
+                error_type=kind,
+                attempts=getattr(error, "attempts", 1),
+                destination=destination,
+                pending_items=pending,
             )
-        except Exception:  # the event is now only in this log line: say so as loudly as possible
+        )
+        if path is None:
             self._stats.add(failed=1, spool_failed=1)
-            log.critical(
-                "%s: event from %s not archived (%s: %s) and could not be spooled to %s",
-                self.name,
-                received.key_expr,
-                kind,
-                error,
-                self._spool.directory,
-                exc_info=True,
-            )
             return
         self._stats.add(failed=1, spooled=1)  # counted once spooled, so a reader of "failed" finds the entry
         log.error(

@@ -217,30 +217,21 @@ class RefusedEvents:
         described = "; ".join(f"{refused.reason}: {refused}" for refused in refusals[: self.SHOWN])
         if len(refusals) > self.SHOWN:
             described += f"; and {len(refusals) - self.SHOWN} more"
-        try:
-            path = self.spool.put(
-                SpoolEntry(
-                    archiver=self.observer,
-                    archiver_class=self.observer_class,
-                    settings={},
-                    key_expr=received.key_expr,
-                    payload=received.raw,
-                    received_at=received.received_at,
-                    error=described,
-                    error_type=RecordError.__name__,
-                    attempts=1,
-                )
+        path = self.spool.keep(
+            SpoolEntry(
+                archiver=self.observer,
+                archiver_class=self.observer_class,
+                settings={},
+                key_expr=received.key_expr,
+                payload=received.raw,
+                received_at=received.received_at,
+                error=described,
+                error_type=RecordError.__name__,
+                attempts=1,
             )
-        except Exception:  # the event is now only in this log line: say so as loudly as possible
+        )
+        if path is None:
             self._count("spool_failed")
-            log.critical(
-                "%s: observable_data from %s refused (%s) and could not be spooled to %s",
-                self.observer,
-                received.key_expr,
-                described,
-                self.spool.directory,
-                exc_info=True,
-            )
             return
         self._count("spooled")
         with self._lock:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import sys
 import time
@@ -22,6 +23,8 @@ import cbor2
 
 from .errors import ArchivistError
 from .localfile import TmpfileUnsupported, publish_file
+
+log = logging.getLogger("archivist")
 
 SPOOL_FORMAT = 1
 ENTRY_SUFFIX = ".cbor"
@@ -79,6 +82,23 @@ class Spool:
         path = self.directory / f"{entry.spooled_at:017.6f}-{uuid.uuid4().hex}{ENTRY_SUFFIX}"
         self._write(path, entry, replace=False)
         return path
+
+    def keep(self, entry: SpoolEntry) -> Path | None:
+        """``put`` for an event that failed; None when even that fails, said as loudly as possible (the event is
+        then only in that log line)."""
+        try:
+            return self.put(entry)
+        except Exception:
+            log.critical(
+                "%s: event from %s failed (%s: %s) and could not be spooled to %s; it is lost",
+                entry.archiver,
+                entry.key_expr,
+                entry.error_type,
+                entry.error,
+                self.directory,
+                exc_info=True,
+            )
+            return None
 
     def update(self, path: Path, entry: SpoolEntry) -> None:
         """Replace an entry in place, as atomically as it was written (replay records the latest error)."""

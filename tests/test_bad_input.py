@@ -124,3 +124,24 @@ def test_event_value_of_the_wrong_shape(make_archiver, raw_publisher, tmp_path, 
     entry = _only_entry(spool_dir)
     assert entry.error_type == "PayloadError" and "(data, metadata) pair or a map" in entry.error
     assert not (tmp_path / "x.json").exists()
+
+
+def test_a_failed_event_the_spool_cannot_take_is_counted_as_lost(
+    make_archiver, heros_emitter, zenoh_port, tmp_path, caplog
+) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    archiver = make_archiver(
+        ArrayArchiver,
+        object_selector="cam",
+        event_name="acquisition_data",
+        root=str(tmp_path / "archive"),
+        save_template="{{ folder }}/{{ frame }}.npy",
+        spool_dir=str(blocked / "spool"),
+    )
+    _send_bad_then_good(heros_emitter, zenoh_port, {"form": "tuple", "data": GOOD, "metadata": {"frame": 0}})
+    _assert_only_good_written(archiver, tmp_path)  # and the service goes on
+    stats = archiver.stats()
+    assert (stats["spooled"], stats["spool_failed"]) == (0, 1)
+    (lost,) = [record for record in caplog.records if "could not be spooled" in record.getMessage()]
+    assert lost.levelname == "CRITICAL" and "'folder' is undefined" in lost.getMessage()
