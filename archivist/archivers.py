@@ -168,6 +168,7 @@ class Archiver:
             )
         except BaseException:
             self._pipeline.close(0)
+            self._pipeline.join()
             self._close_buffer()
             raise
         register_archiver(self)
@@ -204,7 +205,6 @@ class Archiver:
     # -- the pipeline -----------------------------------------------------------------------------------------
 
     def _receive(self, received: Received) -> None:
-        self._stats.add(received=1)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s: received %d bytes on %s", self.name, len(received.raw), received.key_expr)
         try:
@@ -214,6 +214,8 @@ class Archiver:
             self._fail(received, ShutdownError("the archiver stopped before this event was queued"))
         except OSError as exc:  # the queue is full and the disk buffer cannot take the event (a full disk)
             self._fail(received, QueueFullError(f"the queue was full and the disk buffer failed: {exc}"))
+        finally:  # counted once queued (or spooled): "received == N, then drain()" must wait for every event
+            self._stats.add(received=1)
 
     def _spool_overflowed(self, received: Received) -> None:
         self._fail(received, QueueFullError("the queue was full and when_full='spool'"))
@@ -346,8 +348,9 @@ class Archiver:
         if self._pipeline is None:
             return True
         left = self._pipeline.close(max(0.0, deadline - time.monotonic()))
-        for received in left:
+        for received in left:  # spooled before waiting for the writes in flight, which may take their retries
             self._fail(received, ShutdownError(_STOPPED))
+        self._pipeline.join()
         buffered = self._close_buffer()
         return not left and not buffered
 
@@ -399,8 +402,8 @@ class ArrayArchiver(Archiver):
                 f"split_data_array needs an array of at least 1 dimension, got {type(event.payload).__name__}"
             )
         context = event.metadata | {"source_name": event.source_name}
-        for index, frame in enumerate(event.payload):
-            yield index, context | {"_split_index": index}, frame
+        for index in range(len(event.payload)):  # [index, ...]: an item of a 1-D array is a 0-d array, not a scalar
+            yield index, context | {"_split_index": index}, event.payload[index, ...]
 
     def _encode(self, payload: Any, event: Event) -> Chunks:
         return encode_npy(payload)

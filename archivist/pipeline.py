@@ -130,7 +130,8 @@ class Pipeline(Generic[T]):
             return True
 
     def close(self, timeout: float | None = None) -> list[T]:
-        """Refuse new items, finish queued ones within ``timeout``, stop the writers; returns items left over.
+        """Refuse new items, finish queued ones within ``timeout``, tell the writers to stop; returns the items
+        left over at once, so that their owner can keep them safe while writes in flight finish (``join``).
 
         Items still in the overflow stay there for its owner to take.
         """
@@ -142,9 +143,12 @@ class Pipeline(Generic[T]):
             self._bytes = self._overflowed = 0
             for condition in (self._ready, self._room, self._idle):
                 condition.notify_all()
+        return left
+
+    def join(self) -> None:
+        """After ``close``: wait for the writers to finish the items they hold."""
         for thread in self._threads:
             thread.join()
-        return left
 
     def _work(self) -> None:
         while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -41,15 +42,17 @@ def replay(
 ) -> ReplayReport:
     """Deliver every spool entry; remove an entry only after its event is stored.
 
-    An entry is written by the archiver named like it in ``configs`` (a config holding a single archiver
-    takes every entry), else by one built from the settings recorded in the entry. ``storage_options``
+    An entry is written by the archiver named like it in ``configs`` (when they hold a single archiver, it
+    takes every entry), else by one built from the settings recorded in the entry; the realm recorded in the
+    entry applies where the config sets none. ``storage_options``
     (credentials, never stored in the spool) apply where the config gives none. Entries that fail again
     stay, with the new error, as do the events a metrics observer refused. Holding the spool's lock, two
     replays never run at once.
     """
     spool = Spool(spool_dir)
     report = ReplayReport()
-    archivers: dict[tuple[str, str], Archiver] = {}
+    configs = [config for config in configs if issubclass(config.resolve_class(), Archiver)]
+    archivers: dict[str, Archiver] = {}
     with spool.locked():
         paths = spool.paths()
         report.entries = len(paths)
@@ -63,12 +66,23 @@ def replay(
                 report.unreplayable.append((path, f"refused by {entry.archiver}: {entry.error}"))
                 continue
             config = _config_for(entry, configs)
-            key = (config.source, config.id)
+            overrides: dict[str, Any] = {"spool_dir": str(spool.directory), "listen": False}
+            if (
+                "realm" in entry.settings
+            ):  # the realm the event came in under names its source, unless the config sets one
+                overrides["realm"] = entry.settings["realm"]
+            if storage_options is not None:
+                overrides["storage_options"] = storage_options
+            # one archiver per configuration: entries of one name recorded with different settings differ
+            key = json.dumps(
+                [config.source, config.id, config.classname, config.arguments, overrides.get("realm")], default=repr
+            )
             if key not in archivers:
-                overrides = {"spool_dir": str(spool.directory), "listen": False}
-                if storage_options is not None:
-                    overrides["storage_options"] = storage_options
-                archivers[key] = config.build(**overrides)
+                try:
+                    archivers[key] = config.build(**overrides)
+                except ConfigError as exc:  # this entry stays; the others are still delivered
+                    report.failures.append((path, str(exc)))
+                    continue
             if _deliver(archivers[key], spool, path, entry):
                 report.delivered += 1
             else:

@@ -66,7 +66,7 @@ class Route:
             raise TemplateRenderError(
                 f"template {self.source!r}: {exc.message}; event metadata has keys {sorted(map(str, context))}"
             ) from exc
-        except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError) as exc:
+        except Exception as exc:  # whatever the template's own code raises (IndexError, KeyError, ...)
             raise TemplateRenderError(f"template {self.source!r} failed: {type(exc).__name__}: {exc}") from exc
         return rendered
 
@@ -80,6 +80,11 @@ class Route:
             raise UnsafePathError(f"destination {redact_url(destination)!r} has a '..' segment")
         if segments[-1] in ("", "."):
             raise UnsafePathError(f"destination {redact_url(destination)!r} has no file name")
+        if "::" in path:  # fsspec would write to another place than the one checked here
+            raise UnsafePathError(
+                f"destination {redact_url(destination)!r} has '::' in its path, which fsspec reads as a chain of "
+                "filesystems; chains belong before the protocol's '://'"
+            )
         if self.root is None:
             return destination
         root_protocol, root_path = self.root

@@ -158,6 +158,24 @@ def test_stop_spools_what_still_waits_on_disk(make_archiver, raw_publisher, spoo
     assert not (spool_dir / ".buffer").exists()
 
 
+def test_stop_spools_the_queued_events_before_it_waits_for_the_write_in_flight(
+    make_archiver, raw_publisher, spool_dir
+) -> None:
+    """A write in flight may take its retries; meanwhile the queued events must already be safe in the spool, in
+    case the process is killed while stop() waits."""
+    archiver = _stalled_archiver_fed(make_archiver, raw_publisher, "stop-order", 3)  # one in flight, two queued
+    stopper = threading.Thread(target=archiver.stop, kwargs={"timeout": 0.1})
+    stopper.start()
+    try:
+        support.wait_until(lambda: len(Spool(spool_dir)) == 2, what="the queued events spooled")
+        assert stopper.is_alive()  # still waiting for the write in flight
+    finally:
+        GatedFileSystem.gate.set()
+        stopper.join(10)
+    assert sorted(decode_payload(entry.payload)["n"] for _, entry in Spool(spool_dir).entries()) == [1, 2]
+    assert archiver.stats()["written"] == 1
+
+
 def test_an_event_the_full_disk_cannot_buffer_is_spooled_and_the_rest_archived(
     make_archiver, raw_publisher, spool_dir, monkeypatch
 ) -> None:

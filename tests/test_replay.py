@@ -11,9 +11,10 @@ from pathlib import Path
 import cbor2
 import numpy as np
 import pytest
+from heros import serdes
 
 from archivist import ArrayArchiver, EventFailed, HERODatasourceStateMachine, JsonArchiver, Received, Spool, SpoolEntry
-from archivist.config import ObjectConfig
+from archivist.config import ObjectConfig, load_config
 from archivist.datasource import RecordError, RefusedEvents
 from archivist.replay import replay
 from tests import support
@@ -128,8 +129,6 @@ def test_replay_with_a_fixed_template(make_archiver, heros_emitter, zenoh_port, 
 
 
 def test_split_event_replays_only_the_missing_items(make_archiver, raw_publisher, spool_dir, tmp_path):
-    from heros import serdes
-
     archiver = make_archiver(
         ArrayArchiver,
         object_selector="cam",
@@ -191,3 +190,86 @@ def test_replay_leaves_what_a_metrics_observer_refused_for_a_person_to_read(tmp_
     assert json.loads((tmp_path / "1.json").read_text()) == {"n": 1}
     ((_, left),) = Spool(spool_dir).entries()
     assert (left.archiver, left.payload) == ("observer-1", b"\xff")
+
+
+T = "{{ source_name }}/{{ frame }}.npy"
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def _spool_frame(spool_dir: Path, frame: int, root: Path, *, realm: str = "heros", cls: str = "ArrayArchiver") -> None:
+    """A spooled camera frame, as an ArrayArchiver named "cam" records it."""
+    settings = {
+        "save_template": T,
+        "object_selector": "cam",
+        "event_name": "acquisition_data",
+        "default_metadata": {},
+        "realm": realm,
+        "root": str(root),
+        "on_exists": "suffix",
+        "max_retries": 0,
+        "split_data_array": False,
+    }
+    Spool(spool_dir).put(
+        SpoolEntry(
+            archiver="cam",
+            archiver_class=f"archivist.archivers.{cls}" if "." not in cls else cls,
+            settings=settings,
+            key_expr=f"@object/{realm}/cam/acquisition_data",
+            payload=serdes.serialize((np.full(4, frame, dtype="uint16"), {"frame": frame})),
+            received_at=float(frame),
+            error="the disk was full",
+            error_type="OSError",
+            attempts=1,
+        )
+    )
+
+
+def _config(path: Path, *objects: tuple[str, str, dict]) -> list[ObjectConfig]:
+    path.write_text(json.dumps([{"_id": i, "classname": c, "arguments": a} for i, c, a in objects]))
+    return load_config(path)
+
+
+def test_each_entry_is_replayed_with_the_settings_recorded_with_it(tmp_path: Path, spool_dir: Path) -> None:
+    _spool_frame(spool_dir, 1, tmp_path / "A")  # the same archiver, its root changed between the two events
+    _spool_frame(spool_dir, 2, tmp_path / "B")
+    report = replay(spool_dir)
+    assert report.delivered == 2 and report.failures == []
+    assert np.load(tmp_path / "A" / "cam" / "1.npy")[0] == 1 and np.load(tmp_path / "B" / "cam" / "2.npy")[0] == 2
+    assert not (tmp_path / "A" / "cam" / "2.npy").exists()
+
+
+def test_a_config_without_a_realm_replays_under_the_realm_recorded(tmp_path: Path, spool_dir: Path) -> None:
+    _spool_frame(spool_dir, 3, tmp_path / "A", realm="lab")
+    arguments = {"object_selector": "cam", "event_name": "acquisition_data", "root": str(tmp_path / "C")}
+    configs = _config(tmp_path / "c.json", ("cam", "archivist.ArrayArchiver", arguments | {"save_template": T}))
+    assert replay(spool_dir, configs).delivered == 1
+    assert _files(tmp_path / "C") == ["cam/3.npy"]  # the source's name, not the whole key
+
+
+def test_only_archivers_of_a_config_take_entries(tmp_path: Path, spool_dir: Path) -> None:
+    _spool_frame(spool_dir, 4, tmp_path / "A")
+    metrics = ("metrics", "herostools.actor.HERODatasourceStateMachine", {"http_port": 9999})
+    arguments = {"object_selector": "cam", "event_name": "acquisition_data", "root": str(tmp_path / "C")}
+    fixed = ("fixed", "archivist.ArrayArchiver", arguments | {"save_template": T})
+    # a state machine beside the one archiver does not stop it from taking every entry ...
+    assert replay(spool_dir, _config(tmp_path / "both.json", fixed, metrics)).delivered == 1
+    assert _files(tmp_path / "C") == ["cam/4.npy"]
+    # ... and a config of a state machine alone builds nothing: the entry's own settings apply
+    _spool_frame(spool_dir, 5, tmp_path / "A")
+    assert replay(spool_dir, _config(tmp_path / "metrics.json", metrics)).delivered == 1
+    assert _files(tmp_path / "A") == ["cam/5.npy"]
+
+
+def test_an_entry_whose_archiver_cannot_be_built_stays_and_the_rest_is_replayed(
+    tmp_path: Path, spool_dir: Path
+) -> None:
+    _spool_frame(spool_dir, 6, tmp_path / "A", cls="mylab.archivers.FrameArchiver")
+    _spool_frame(spool_dir, 7, tmp_path / "A")
+    report = replay(spool_dir)
+    assert report.delivered == 1 and _files(tmp_path / "A") == ["cam/7.npy"]
+    ((_, error),) = report.failures
+    assert "'mylab.archivers.FrameArchiver' is not an archivist class" in error
+    assert [entry.archiver_class for _, entry in Spool(spool_dir).entries()] == ["mylab.archivers.FrameArchiver"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -27,6 +28,16 @@ def test_missing_variable_is_named() -> None:
         Route(SEED).render({"file_path": "/x"})
 
 
+@pytest.mark.parametrize("template", ['{{ "{}-{}".format(frame) }}', '{{ "{x}".format(frame) }}'])
+def test_any_error_of_the_template_code_is_a_render_error(template: str) -> None:
+    with pytest.raises(TemplateRenderError, match=f"template {re.escape(repr(template))} failed: (Index|Key)Error"):
+        Route(template).render({"frame": 1, "names": ["a"]})
+
+
+def test_a_chain_before_the_protocol_is_allowed() -> None:
+    assert Route("simplecache::s3://bucket/{{ n }}.npy").render({"n": 1}) == "simplecache::s3://bucket/1.npy"
+
+
 def test_syntax_error_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="save_template: invalid Jinja template"):
         Route("{{ frame ")
@@ -48,6 +59,8 @@ def test_sandbox_blocks_attribute_escapes() -> None:
         ("/data/", "no file name"),
         ("/data/.", "no file name"),
         ("", "no file name"),
+        ("/data/run1::x.npy", "chain of filesystems"),  # fsspec would write /data/run1
+        ("s3://bucket/a::memory://b.npy", "chain of filesystems"),
     ],
 )
 def test_unsafe_destinations_are_refused(rendered: str, message: str) -> None:
