@@ -3,7 +3,7 @@
 On Linux the data goes to an unnamed file (``O_TMPFILE``) that is linked into the folder only once complete,
 so a crash leaves nothing behind, and linking refuses an existing name atomically, so another process's file
 is never overwritten by accident. Where the kernel or filesystem lacks ``O_TMPFILE``, :func:`publish_file`
-raises :class:`TmpfileUnsupported` and the caller falls back to a temporary name and a rename.
+raises :class:`TmpfileUnsupported` and the caller falls back to a temporary name and :func:`rename_no_replace`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from collections.abc import Iterable
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)
 # What open(O_TMPFILE) answers where it is not supported: old kernels see O_DIRECTORY and say EISDIR.
 _UNSUPPORTED = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS})
+# What link() answers on filesystems without hard links.
+_NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK})
 
 
 class TmpfileUnsupported(OSError):
@@ -60,6 +62,26 @@ def publish_file(path: str, chunks: Iterable[bytes | memoryview], *, replace: bo
             os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def rename_no_replace(source: str, target: str) -> None:
+    """Rename ``source`` to ``target``, raising FileExistsError when ``target`` exists (where O_TMPFILE is missing).
+
+    A hard link refuses a taken name atomically; on a filesystem without hard links (vfat, some SMB mounts) the
+    name is looked up just before the rename, which another process could still take in between.
+    """
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, f"{target} exists") from exc
+        os.rename(source, target)
+        return
+    os.unlink(source)
 
 
 def _write_all(fd: int, chunk: bytes | memoryview) -> None:

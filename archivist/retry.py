@@ -8,8 +8,10 @@ import tenacity
 
 from .errors import ArchivistError
 
-_THROTTLING_CODES = frozenset(
+_RETRYABLE_CODES = frozenset(  # S3 4xx answers that mean "not now"
     {
+        "ConditionalRequestConflict",  # 409: a conditional write raced another; S3 says to retry
+        "OperationAborted",  # 409: a conflicting operation is in progress
         "Throttling",
         "ThrottlingException",
         "SlowDown",
@@ -32,14 +34,25 @@ def is_transient(exc: BaseException) -> bool:
     """
     if isinstance(exc, ArchivistError | PermissionError):
         return False
-    response = getattr(exc, "response", None)  # botocore.exceptions.ClientError
-    if isinstance(response, dict):
+    response = _s3_response(exc)
+    if response is not None:
         code = response.get("Error", {}).get("Code")
         status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        return code in _THROTTLING_CODES or status >= 500 or status == 0
+        return code in _RETRYABLE_CODES or status >= 500 or status == 0
     if isinstance(exc.__cause__, ArchivistError | PermissionError):
         return False
     return isinstance(exc, Exception)
+
+
+def _s3_response(exc: BaseException) -> dict | None:
+    """The S3 answer behind ``exc``: botocore's ClientError carries it, and s3fs raises OSErrors from one."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        response = getattr(cause, "response", None)
+        if isinstance(response, dict):
+            return response
+        cause = cause.__cause__
+    return None
 
 
 def retry_policy(

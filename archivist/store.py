@@ -6,6 +6,7 @@ import errno
 import logging
 import os
 import posixpath
+import re
 import threading
 import uuid
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import tenacity
 
 from .encode import Chunks
 from .errors import ArchivistError, ConfigError, DestinationExistsError
-from .localfile import TmpfileUnsupported, publish_file
+from .localfile import TmpfileUnsupported, publish_file, rename_no_replace
 from .route import redact_url
 
 log = logging.getLogger(__name__)
@@ -247,32 +248,51 @@ class Store:
                 return
             except TmpfileUnsupported:
                 pass
-        self._write_and_rename(fs, final, chunks, replace, attempt)
+        self._write_and_rename(fs, final, chunks, attempt)
 
-    def _write_and_rename(
-        self, fs: fsspec.AbstractFileSystem, final: str, chunks: Chunks, replace: bool, attempt: _Attempt
-    ) -> None:
-        """The data goes to a hidden temporary name first, renamed once complete."""
+    def _write_and_rename(self, fs: fsspec.AbstractFileSystem, final: str, chunks: Chunks, attempt: _Attempt) -> None:
+        """The data goes to a hidden temporary name first, renamed once complete.
+
+        A name found taken at the rename (another writer took it since it was looked up) raises FileExistsError,
+        so the next free one is claimed, unless it is to be overwritten or holds this very data (stored by an
+        attempt whose reply was lost).
+        """
         parent, name = posixpath.split(final)
         temporary = posixpath.join(parent, f".{name}.{uuid.uuid4().hex[:12]}.partial")
         try:
             with fs.open(temporary, "wb") as file:
                 for chunk in chunks:
                     file.write(chunk)
-            attempt.in_doubt = True  # from here on a lost reply leaves the outcome unknown
+            was_in_doubt, attempt.in_doubt = attempt.in_doubt, True  # a lost reply leaves the outcome unknown
             try:
-                fs.mv(temporary, final)
-            except OSError as exc:  # SMB refuses to rename onto an existing file, with a plain OSError
-                if not replace or exc.errno != errno.EEXIST:
+                self._rename(fs, temporary, final)
+            except FileExistsError:
+                if not (was_in_doubt and _holds(fs, final, b"".join(chunks))):
+                    attempt.in_doubt = was_in_doubt
                     raise
-                fs.rm(final)
-                fs.mv(temporary, final)
+                fs.rm(temporary)
         except BaseException:
             if not _remove_quietly(fs, temporary):
                 with self._leftovers_lock:
                     if len(self._leftovers) < _LEFTOVERS_LIMIT:
                         self._leftovers.append((fs, temporary))
             raise
+
+    def _rename(self, fs: fsspec.AbstractFileSystem, temporary: str, final: str) -> None:
+        """Rename, refusing a taken name with FileExistsError unless ``on_exists`` is "overwrite"."""
+        overwrite = self._on_exists == "overwrite"
+        if _protocol(fs) in _LOCAL_PROTOCOLS and not overwrite:
+            rename_no_replace(temporary, final)  # os.rename, fsspec's mv, would replace a taken name silently
+            return
+        try:
+            fs.mv(temporary, final)
+        except OSError as exc:  # SMB refuses to rename onto an existing name, with a plain OSError
+            if exc.errno != errno.EEXIST:
+                raise
+            if not overwrite:
+                raise FileExistsError(errno.EEXIST, f"{final} exists") from exc
+            fs.rm(final)
+            fs.mv(temporary, final)
 
     def _remove_leftovers(self, fs: fsspec.AbstractFileSystem) -> None:
         """Remove temporaries that failed writes left on this filesystem, now that it answers again."""
@@ -299,9 +319,9 @@ class Store:
         except Exception:
             log.debug("could not list %s for temporaries", parent, exc_info=True)
             return
+        own = re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{12}}\.partial")  # not those of `name.1` or `name.x`
         for entry in entries:
-            base = posixpath.basename(entry)
-            if base.startswith(f".{name}.") and base.endswith(".partial"):
+            if own.fullmatch(posixpath.basename(entry)):
                 _remove_quietly(fs, entry)
 
     def _resolve(self, url: str) -> tuple[fsspec.AbstractFileSystem, str, str]:

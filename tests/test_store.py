@@ -100,6 +100,15 @@ def test_permanent_errors_are_not_retried(flaky) -> None:
     assert attempts == []
 
 
+def test_an_s3_answer_that_will_not_change_is_not_retried(s3_bucket) -> None:
+    """s3fs raises an OSError from botocore's ClientError: the S3 answer behind it decides."""
+    bucket, options, _ = s3_bucket
+    attempts: list[int] = []
+    with pytest.raises(WriteError, match="after 1 attempt") as error:  # a typo in a bucket's name: NoSuchBucket
+        Store(storage_options=options, retrying=_retrying(attempts)).write(f"s3://{bucket}-typo/f.bin", [b"data"])
+    assert attempts == [] and "NoSuchBucket" in repr(error.value.__cause__.__cause__)
+
+
 def test_error_classification() -> None:
     class ClientError(Exception):
         def __init__(self, code: str, status: int) -> None:
@@ -109,6 +118,7 @@ def test_error_classification() -> None:
     assert is_transient(ClientError("SlowDown", 503)) and is_transient(ClientError("InternalError", 500))
     assert not is_transient(ClientError("AccessDenied", 403)) and not is_transient(PermissionError())
     assert not is_transient(DestinationExistsError("x"))
+    assert is_transient(ClientError("ConditionalRequestConflict", 409))  # S3: a conditional write raced another
 
 
 def test_credentials_stay_out_of_errors(tmp_path) -> None:
@@ -125,13 +135,16 @@ class OutageFileSystem(MemoryFileSystem):
     """A memory filesystem whose operations fail, a given number of times each, as if the server were gone.
 
     ``lost_replies`` makes a rename happen and then fail, as when the connection drops before the reply;
-    ``strict_folders`` refuses to create a file in a missing folder.
+    ``strict_folders`` refuses to create a file in a missing folder; ``smb_renames`` refuses to rename onto a
+    taken name as SMB does (OSError EEXIST); ``rival`` is a path another client takes while a file is written.
     """
 
     protocol = "outage"
     failures: ClassVar[dict[str, int]] = {}
     lost_replies = 0
     strict_folders = False
+    smb_renames = False
+    rival: str | None = None
 
     @classmethod
     def _strip_protocol(cls, path):
@@ -152,10 +165,14 @@ class OutageFileSystem(MemoryFileSystem):
             self._fail("write")
             if OutageFileSystem.strict_folders and not self.isdir(self._parent(path)):
                 raise _PlainOSError(errno.ENOENT, "No such file or directory", path)
+            if OutageFileSystem.rival and path.endswith(".partial") and not self.exists(OutageFileSystem.rival):
+                super().pipe_file(OutageFileSystem.rival, b"rival")
         return super()._open(path, mode, **kwargs)
 
     def mv(self, path1, path2, **kwargs):
         self._fail("mv")
+        if OutageFileSystem.smb_renames and self.exists(path2):
+            raise _PlainOSError(errno.EEXIST, "File exists", path2)
         super().mv(path1, path2, **kwargs)
         if OutageFileSystem.lost_replies > 0:
             OutageFileSystem.lost_replies -= 1
@@ -169,11 +186,16 @@ class OutageFileSystem(MemoryFileSystem):
 fsspec.register_implementation("outage", OutageFileSystem, clobber=True)
 
 
+def _reset_outage() -> None:
+    OutageFileSystem.failures, OutageFileSystem.lost_replies, OutageFileSystem.strict_folders = {}, 0, False
+    OutageFileSystem.smb_renames, OutageFileSystem.rival = False, None
+
+
 @pytest.fixture
 def outage():
-    OutageFileSystem.failures, OutageFileSystem.lost_replies, OutageFileSystem.strict_folders = {}, 0, False
+    _reset_outage()
     yield OutageFileSystem
-    OutageFileSystem.failures, OutageFileSystem.lost_replies, OutageFileSystem.strict_folders = {}, 0, False
+    _reset_outage()
 
 
 def _names(folder: str) -> list[str]:
@@ -232,11 +254,12 @@ def test_a_replay_removes_the_temporaries_its_event_left_behind(outage) -> None:
     outage.failures = {"mv": 1, "rm": 1}
     with pytest.raises(WriteError):
         Store().write(f"{folder}/a.npy", [b"a"])
-    fsspec.filesystem("outage").pipe_file(f"{folder}/.b.npy.0123456789ab.partial", b"another event's")
-    assert len(_names(folder)) == 2
+    for other in (".b.npy.0123456789ab.partial", ".a.npy.1.0123456789ab.partial"):  # other names' (`a.npy.1`)
+        fsspec.filesystem("outage").pipe_file(f"{folder}/{other}", b"another event's")
+    assert len(_names(folder)) == 3
 
     Store().write(f"{folder}/a.npy", [b"a"], resume=True)
-    assert _names(folder) == [".b.npy.0123456789ab.partial", "a.npy"]
+    assert _names(folder) == [".a.npy.1.0123456789ab.partial", ".b.npy.0123456789ab.partial", "a.npy"]
 
 
 def test_a_vanished_folder_is_created_again_even_when_reported_as_a_plain_oserror(outage) -> None:
@@ -273,6 +296,50 @@ def test_a_local_name_another_process_takes_after_the_check_is_not_overwritten(t
     written = Store().write(str(target), [b"ours"])
     assert written.url.endswith("frame.1.npy")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {"frame.npy": b"rival", "frame.1.npy": b"ours"}
+
+
+class _RivalFirst(list):
+    """Chunks whose first reading lets another process take ``target``: between our check and our rename."""
+
+    def __init__(self, target, chunks) -> None:
+        super().__init__(chunks)
+        self.target = target
+
+    def __iter__(self):
+        if not self.target.exists():
+            self.target.write_bytes(b"rival")
+        return super().__iter__()
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
+def test_without_o_tmpfile_a_name_taken_after_the_check_is_not_overwritten(tmp_path, monkeypatch, links) -> None:
+    """On NFS or SMB mounts (no O_TMPFILE) the file is renamed into place; a rename would replace the rival's file."""
+    monkeypatch.setattr("archivist.localfile._O_TMPFILE", 0)
+    if not links:  # vfat and some SMB mounts: the name is looked up just before the rename instead
+        monkeypatch.setattr("archivist.localfile.os.link", lambda *_: (_ for _ in ()).throw(OSError(errno.EPERM, "no")))
+    target = tmp_path / "frame.npy"
+    written = Store().write(str(target), _RivalFirst(target, [b"ours"]))
+    assert written.url.endswith("frame.1.npy") and written.suffixed
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {"frame.npy": b"rival", "frame.1.npy": b"ours"}
+
+
+@pytest.mark.parametrize("max_retries", [0, 3])
+def test_on_smb_a_name_taken_after_the_check_is_neither_overwritten_nor_a_failure(outage, max_retries) -> None:
+    """SMB refuses to rename onto a taken name with a plain OSError; that is the next name's turn, not an error
+    to retry (whose retry, in doubt, used to remove the other client's file)."""
+    folder = f"outage://t-{uuid.uuid4().hex}"
+    outage.smb_renames, outage.rival = True, f"/{folder.removeprefix('outage://')}/frame.npy"
+    written = Store(retrying=_retrying([], max_retries)).write(f"{folder}/frame.npy", [b"ours"])
+    assert written.url == f"{folder}/frame.1.npy"
+    fs = fsspec.filesystem("outage")
+    assert fs.cat_file(f"{folder}/frame.npy") == b"rival" and fs.cat_file(f"{folder}/frame.1.npy") == b"ours"
+
+
+def test_on_smb_a_rename_whose_reply_was_lost_is_not_stored_twice(outage) -> None:
+    folder = f"outage://t-{uuid.uuid4().hex}"
+    outage.smb_renames, outage.lost_replies = True, 1  # the rename happened; the retry finds its own file there
+    written = Store(retrying=_retrying([])).write(f"{folder}/frame.npy", [b"ours"])
+    assert written.url == f"{folder}/frame.npy" and _names(folder) == ["frame.npy"]
 
 
 NOT_IMPLEMENTED = (  # what S3 answered to a conditional PUT before it had conditional writes
