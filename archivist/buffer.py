@@ -55,14 +55,15 @@ class DiskBuffer:
         key = received.key_expr.encode()
         header = _HEADER.pack(len(received.raw), len(key), received.received_at)
         with self._lock:
-            if self._write_fd is None:
+            if self._lock_file is None:
                 self.directory.mkdir(parents=True, exist_ok=True)
                 self._lock_file = _locked(self.directory)
-                self._write_fd = self._open_segment(0)
+            if self._write_fd is None:
+                self._write_fd = self._open_segment(self._write_segment)
             elif self._write_size >= self._segment_bytes:
+                fd = self._open_segment(self._write_segment + 1)  # first, so a failure leaves the state as it was
                 os.close(self._write_fd)
-                self._write_segment += 1
-                self._write_fd, self._write_size = self._open_segment(self._write_segment), 0
+                self._write_fd, self._write_segment, self._write_size = fd, self._write_segment + 1, 0
             try:
                 _write_all(self._write_fd, [header, key, received.raw])
             except BaseException:  # a full disk: no part of the record may stay for the reader to misread
@@ -93,13 +94,13 @@ class DiskBuffer:
             self._read_offset = offset + key_length + length
             self._count -= 1
             fd = os.dup(self._read_fd)
-            if self._count == 0:  # start the files again, so they never grow without end
+            if self._count == 0:  # start the files again (at the next append), so they never grow without end
                 self._close_reader()
                 os.close(self._write_fd)
+                self._write_fd = None
                 for segment in range(self._read_segment, self._write_segment + 1):
                     self._path(segment).unlink()
                 self._read_segment = self._read_offset = self._write_segment = self._write_size = 0
-                self._write_fd = self._open_segment(0)
         try:
             key, raw = os.pread(fd, key_length, offset), os.pread(fd, length, offset + key_length)
         finally:
@@ -122,15 +123,16 @@ class DiskBuffer:
     def close(self) -> None:
         """Release the folder: removed when empty, else left for ``recover_buffers``."""
         with self._lock:
-            if self._write_fd is None:
+            if self._lock_file is None:
                 return
             self._close_reader()
-            os.close(self._write_fd)
-            self._write_fd = None
+            if self._write_fd is not None:
+                os.close(self._write_fd)
+                self._write_fd = None
             if self._count == 0:
                 _remove(self.directory)
-            if self._lock_file is not None:
-                self._lock_file.close()
+            self._lock_file.close()
+            self._lock_file = None
 
     def _close_reader(self) -> None:
         if self._read_fd is not None:

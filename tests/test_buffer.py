@@ -33,9 +33,35 @@ def test_events_come_back_in_order_across_segments(tmp_path) -> None:
     assert buffer.oldest_received_at() == 1000.0
     popped = [buffer.pop() for _ in range(30)]
     assert popped == [_event(i) for i in range(30)] and buffer.pop() is None
-    assert [p.name for p in (tmp_path / "buf").glob("*.seg")] == ["00000000.seg"], "read segments are removed"
+    assert list((tmp_path / "buf").glob("*.seg")) == [], "read segments are removed"
     buffer.close()
     assert not (tmp_path / "buf").exists(), "an empty buffer leaves no trace"
+
+
+@pytest.mark.parametrize("failing", [0, 1], ids=["first-segment", "next-segment"])
+def test_a_segment_that_cannot_be_opened_fails_one_append_and_no_other(tmp_path, monkeypatch, failing) -> None:
+    """Out of file descriptors or disk space for a moment: that event is refused (its caller spools it); the
+    buffer must not close another file's descriptor, skip a segment or lock itself out."""
+    buffer = DiskBuffer(tmp_path / "buf", segment_bytes=100)
+    if failing:
+        buffer.append(_event(0))  # fills segment 0
+    opened = DiskBuffer._open_segment
+
+    def fail_once(self, segment):
+        monkeypatch.setattr(DiskBuffer, "_open_segment", opened)
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(DiskBuffer, "_open_segment", fail_once)
+    with pytest.raises(OSError, match="Too many open files"):
+        buffer.append(_event(1))
+    bystander = os.open(tmp_path, os.O_RDONLY)  # takes the number a closed descriptor would have had
+    buffer.append(_event(2))
+    buffer.append(_event(3))
+    os.fstat(bystander)  # still open
+    os.close(bystander)
+    assert [buffer.pop() for _ in range(len(buffer))] == [_event(i) for i in ([0, 2, 3] if failing else [2, 3])]
+    buffer.close()
+    assert not (tmp_path / "buf").exists()
 
 
 def test_a_killed_process_leaves_events_that_the_next_one_recovers(tmp_path, caplog) -> None:
@@ -163,7 +189,12 @@ def test_stop_spools_the_queued_events_before_it_waits_for_the_write_in_flight(
 ) -> None:
     """A write in flight may take its retries; meanwhile the queued events must already be safe in the spool, in
     case the process is killed while stop() waits."""
-    archiver = _stalled_archiver_fed(make_archiver, raw_publisher, "stop-order", 3)  # one in flight, two queued
+    archiver = _stalled_archiver_fed(make_archiver, raw_publisher, "stop-order", 1)
+    support.wait_until(lambda: archiver.stats()["queued"] == 0, what="the writer to take the first event")
+    publisher = raw_publisher.declare_publisher("@object/heros/s/json_data")
+    for n in (1, 2):
+        publisher.put(serdes.serialize({"n": n}))
+    support.wait_until(lambda: archiver.stats()["queued"] == 2, what="two events queued in memory")
     stopper = threading.Thread(target=archiver.stop, kwargs={"timeout": 0.1})
     stopper.start()
     try:
