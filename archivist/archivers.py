@@ -25,7 +25,7 @@ from .route import Route, redact_url
 from .source import Subscription, ZenohConfig, hero_session
 from .spool import Spool, SpoolEntry, importable_class_name
 from .stats import Stats
-from .store import OnExists, Store, Written
+from .store import OnExists, Store, WriteError, Written
 
 log = logging.getLogger("archivist")
 
@@ -255,15 +255,20 @@ class Archiver:
         except Exception as exc:
             error = exc
         if error is not None:
+            if isinstance(error, WriteError) and error.destination:  # more exact than the rendered one
+                destination = error.destination
             raise EventFailed(error, destination, pending or None)
         self._stats.add(written=1)
         self.write_latency.observe(time.monotonic() - started)
 
-    def redeliver(self, received: Received, pending_items: Collection[int] | None = None) -> None:
+    def redeliver(
+        self, received: Received, pending_items: Collection[int] | None = None, destination: str | None = None
+    ) -> None:
         """Write a spooled event again (what replay does); raises EventFailed for what still fails.
 
         Only the split items in ``pending_items`` are written, when given. A file that an earlier, failed
-        delivery stored after all (a lost reply) is recognised and not stored twice.
+        delivery stored after all (a lost reply) is recognised and not stored twice. ``destination``: what the
+        spool entry records (ZarrArchiver looks for an appended frame at the index it names).
         """
         self._write_event(received, pending_items, resume=True)
         self._stats.add(replayed=1)

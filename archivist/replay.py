@@ -111,7 +111,7 @@ def _config_for(entry: SpoolEntry, configs: Sequence[ObjectConfig]) -> ObjectCon
 def _deliver(archiver: Archiver, spool: Spool, path: Path, entry: SpoolEntry) -> bool:
     received = Received(entry.key_expr, entry.payload, entry.received_at)
     try:
-        archiver.redeliver(received, entry.pending_items)
+        archiver.redeliver(received, entry.pending_items, entry.destination)
     except EventFailed as failure:
         spool.update(
             path,

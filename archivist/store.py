@@ -40,12 +40,15 @@ class WriteError(ArchivistError):
 
     ``in_doubt``: an attempt failed while publishing the file (a lost reply), so the file may be stored
     after all; deliver the event again with ``Store.write(..., resume=True)`` so it is not stored twice.
+    ``destination``: where exactly it may be stored, when that is more than the rendered destination says
+    (a zarr frame's index), for the spool entry to record.
     """
 
-    def __init__(self, message: str, attempts: int, in_doubt: bool = False) -> None:
+    def __init__(self, message: str, attempts: int, in_doubt: bool = False, destination: str | None = None) -> None:
         super().__init__(message)
         self.attempts = attempts
         self.in_doubt = in_doubt
+        self.destination = destination
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ import json
 import re
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,7 @@ from .errors import PayloadError, UnsafePathError
 from .event import Event, Received
 from .route import Route
 from .store import Written
-from .zarr_store import ZarrStore, check_compressors
+from .zarr_store import ZarrStore, check_compressors, recorded_index
 
 APPEND_WORKERS_LIMIT = 64  # writer threads ZarrArchiver starts by itself in append mode
 
@@ -100,7 +100,9 @@ class ZarrArchiver(Archiver):
         self.compressors = compressors
         self._array_route = Route(array_path_template, argument="array_path_template")
         self._order = ArrivalOrder()
-        self._current = threading.local()  # the token of the event a writer thread archives, until it has its place
+        # the token of the event a writer thread archives, until it has its place; ``recorded``: the destination
+        # the spool entry of the event being redelivered records
+        self._current = threading.local()
         self._preparing = 0  # writer threads with an event that has not taken its place yet
         self._preparing_lock = threading.Lock()
         if append_dim is not None and "workers" not in kwargs:  # a batch holds at most one frame per writer
@@ -127,9 +129,22 @@ class ZarrArchiver(Archiver):
             return self._store.write(destination, path, array, json_safe(event.metadata), resume=resume)
         record = json.dumps(json_safe(event.metadata), ensure_ascii=False, allow_nan=False)
         token, self._current.token = getattr(self._current, "token", None), None
+        at = recorded_index(getattr(self._current, "recorded", None), destination, path)
         return self._store.append(
-            destination, path, array, record, resume=resume, place=self._place(token), coming=self._coming
+            destination, path, array, record, resume=resume, place=self._place(token), coming=self._coming, at=at
         )
+
+    def redeliver(
+        self, received: Received, pending_items: Collection[int] | None = None, destination: str | None = None
+    ) -> None:
+        """The base class's; in append mode a frame whose spool entry records an index (``store :: path[17]``),
+        where an earlier delivery may have appended it before its reply was lost, is looked for at that index,
+        and not appended again if it is there with its record."""
+        self._current.recorded = destination
+        try:
+            super().redeliver(received, pending_items, destination)
+        finally:
+            self._current.recorded = None
 
     # -- arrival order: the frames of one array are appended in the order they were received --------------------
 

@@ -59,7 +59,8 @@ class _Plan:
 
 @dataclass(slots=True, eq=False)
 class _Frame:
-    """One frame waiting to be appended, and, once its batch is written, what became of it."""
+    """One frame waiting to be appended, and, once its batch is written, what became of it. ``at``: where an
+    earlier delivery may have stored it (a replay's recorded index); ``index``: where its batch put it."""
 
     frame: np.ndarray
     record: str
@@ -67,6 +68,8 @@ class _Frame:
     done: bool = False
     result: Written | None = None
     error: Exception | None = None
+    at: int | None = None
+    index: int | None = None
 
 
 class _Target:
@@ -191,6 +194,7 @@ class ZarrStore:
         resume: bool = False,
         place: AbstractContextManager[Any] | None = None,
         coming: Callable[[int], bool] | None = None,
+        at: int | None = None,
     ) -> Written:
         """Append ``frame`` along axis 0 of the array ``path``, and ``record`` (a JSON text) to its metadata.
 
@@ -205,10 +209,13 @@ class ZarrStore:
         frame written: under a backlog each append costs a fraction of a lone one. While ``coming(n)`` says
         more frames than the ``n`` in line are on their way, it waits up to ``BATCH_LINGER`` for them to join,
         so that under a backlog a batch does not start with the first frame alone. The index is chosen once
-        per batch, so a retry after a lost reply never appends twice; with ``resume``, a lone frame equal to
-        the array's last one, with the same record, counts as already appended.
+        per batch, so a retry after a lost reply never appends twice. Once a batch may have been committed, a
+        frame that fails anyway fails with a WriteError whose ``destination`` names its index
+        (``store :: path[17]``): the reply may only have been lost. With ``resume``, a lone frame counts as
+        already appended if the array holds it, with the same record, at ``at`` (that recorded index), or
+        without one as its last frame.
         """
-        waiting = _Frame(frame, record, resume)
+        waiting = _Frame(frame, record, resume, at=at)
         with self._target(store_url, path) as target:
             with place or contextlib.nullcontext(), target.done:
                 target.waiting.append(waiting)
@@ -242,8 +249,9 @@ class ZarrStore:
             self._retry(what, self._append_once, store_url, path, target, batch, _Plan())
         except Exception as exc:
             for waiting in batch:
-                if waiting.result is None:
-                    waiting.error = waiting.error or exc
+                if waiting.result is None and waiting.error is None:
+                    index = waiting.at if waiting.index is None else waiting.index
+                    waiting.error = _in_doubt(exc, _where(store_url, path), index)
         finally:
             with target.done:
                 for waiting in batch:
@@ -255,7 +263,7 @@ class ZarrStore:
             fits = []
             for waiting in batch:
                 shape, dtype = waiting.frame.shape, waiting.frame.dtype
-                if dtype == data.dtype and shape == data.shape[1:]:
+                if _same_dtype(dtype, data.dtype) and shape == data.shape[1:]:
                     fits.append(waiting)
                     continue
                 waiting.error = PayloadError(
@@ -266,11 +274,14 @@ class ZarrStore:
                 return
             index = data.shape[0] if plan.index is None else plan.index
             first = fits[0]
-            resumed = plan.index is None and len(fits) == 1 and first.resume and index > 0
-            if resumed and _holds_frame(data, metadata, index - 1, first.frame, first.record):
-                first.result = Written(f"{_where(store_url, path)}[{index - 1}]", first.frame.nbytes, False)
-                return
+            if plan.index is None and len(fits) == 1 and first.resume:
+                at = index - 1 if first.at is None else first.at
+                if 0 <= at < index and _holds_frame(data, metadata, at, first.frame, first.record):
+                    first.result = Written(f"{_where(store_url, path)}[{at}]", first.frame.nbytes, False)
+                    return
             plan.index = index
+            for offset, waiting in enumerate(fits):
+                waiting.index = index + offset
             if data.shape[0] == index:  # else an earlier attempt committed the batch; only its reply was lost
                 frames = [waiting.frame for waiting in fits]
                 records = [waiting.record for waiting in fits]
@@ -281,8 +292,8 @@ class ZarrStore:
                 self._open.pop((store_url, path), None)  # read the shapes from the store again on the next attempt
             raise
         where = _where(store_url, path)
-        for offset, waiting in enumerate(fits):
-            waiting.result = Written(f"{where}[{index + offset}]", waiting.frame.nbytes, False)
+        for waiting in fits:
+            waiting.result = Written(f"{where}[{waiting.index}]", waiting.frame.nbytes, False)
 
     @contextlib.contextmanager
     def _target(self, store_url: str, path: str) -> Iterator[_Target]:
@@ -307,17 +318,14 @@ class ZarrStore:
                 return self._open[key]
         store = self._open_store(store_url)
         metadata_path = path + METADATA_SUFFIX
+        data = _open_array(store, store_url, path) if _exists(store, path) else None
         if _exists(store, metadata_path):
             metadata = _open_array(store, store_url, metadata_path)
-        else:
-            metadata = zarr.create_array(
-                store,
-                name=metadata_path,
-                **_array_spec((0,), str, (METADATA_GROWTH,), self._compressors, {}),
-            )
-        if _exists(store, path):
-            data = _open_array(store, store_url, path)
-        else:  # created after its metadata array, so an array that exists always has one
+        else:  # for an array made elsewhere, a record per frame it holds: empty, no metadata
+            length = 0 if data is None else data.shape[0]
+            spec = _array_spec((length,), str, (METADATA_GROWTH,), self._compressors, {})
+            metadata = zarr.create_array(store, name=metadata_path, **spec)
+        if data is None:  # created after its metadata array, so an array archivist made always has one
             name = path.rpartition("/")[2] + METADATA_SUFFIX
             attributes = {"archivist": {"append_dim": 0, "frame_metadata": name}}
             chunks = (self._frames_per_chunk, *frame.shape)
@@ -393,17 +401,22 @@ async def _whole_chunks(
     is stored from the chunk boundary before ``index``, read from the store if not known) and padded with the
     fill value to the end of the chunk the items end in. Returns where the chunks begin, their contents, and
     the new tail once they are stored (a copy, so that the rest of the block is freed).
+
+    ``array`` may end before ``index`` (a metadata array shorter than its frames array, which grew elsewhere):
+    the stored tail is then shorter, the places up to ``index`` get the fill value (an empty record: no
+    metadata), and the items still go at ``index``, never over or across the records before it.
     """
     per_chunk = _stored_chunk_shape(array)[0]
     start, end = index - index % per_chunk, index + len(items)
     if tail is None or len(tail) != index - start:
-        tail = await array.async_array.getitem(slice(start, index))
+        tail = await array.async_array.getitem(slice(start, min(index, array.shape[0])))
     block = np.empty((-(-end // per_chunk) * per_chunk - start, *array.shape[1:]), dtype=array.dtype)
     block[: len(tail)] = tail
+    block[len(tail) : index - start] = array.fill_value
     if array.ndim > 1:
-        np.stack(items, out=block[len(tail) : end - start])
+        np.stack(items, out=block[index - start : end - start])
     else:
-        block[len(tail) : end - start] = items
+        block[index - start : end - start] = items
     block[end - start :] = array.fill_value
     return start, block, block[end - end % per_chunk - start : end - start].copy()
 
@@ -465,10 +478,38 @@ def _holds(store: Any, path: str, array: np.ndarray, attributes: dict[str, Any])
         return False
     return (
         existing.shape == array.shape
-        and existing.dtype == array.dtype
+        and _same_dtype(existing.dtype, array.dtype)
         and dict(existing.attrs) == attributes
         and np.array_equal(existing[...], array)
     )
+
+
+def _same_dtype(a: np.dtype, b: np.dtype) -> bool:
+    """Whether two dtypes are equal but for byte order: heros keeps a frame's byte order (``>u2``), zarr stores
+    the values and reads an array back in native order (``uint16``), so a frame fits whatever its byte order."""
+    return a.newbyteorder("=") == b.newbyteorder("=")
+
+
+def _in_doubt(exc: Exception, where: str, index: int | None) -> Exception:
+    """``exc`` for a frame that failed with it. Once its batch had an ``index`` (or an earlier delivery had one)
+    the frame may be stored there, only the reply lost: a WriteError then says so and names the index as its
+    ``destination``, which the spool entry records, so that a replay looks for the frame there rather than
+    appending it a second time."""
+    if index is None or not isinstance(exc, WriteError):
+        return exc
+    destination = f"{where}[{index}]"
+    error = WriteError(f"{exc} (it may be stored as {destination})", exc.attempts, True, destination)
+    error.__cause__ = exc.__cause__
+    return error
+
+
+def recorded_index(destination: str | None, store_url: str, path: str) -> int | None:
+    """The index a failed append recorded in ``destination`` (``store :: path[17]``), if it names this array."""
+    prefix = f"{_where(store_url, path)}["
+    if destination and destination.startswith(prefix) and destination.endswith("]"):
+        index = destination[len(prefix) : -1]
+        return int(index) if index.isdecimal() else None
+    return None
 
 
 def _holds_frame(data: zarr.Array, metadata: zarr.Array, index: int, frame: np.ndarray, record: str) -> bool:

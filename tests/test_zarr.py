@@ -402,3 +402,106 @@ def test_default_mode_on_exists_and_resume(tmp_path: Path) -> None:
         archiver("error")._write_event(event(3))
     archiver("overwrite")._write_event(event(4))
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "s.zarr"), path="shot1", mode="r")[:], [4, 4, 4])
+
+
+def test_big_endian_frames_fit_an_array_opened_again(tmp_path: Path) -> None:
+    """heros keeps a frame's byte order (``>u2``) and zarr reads an array back in native order: frames still
+    fit an array opened again (a new run, or the retry after any error), and a resumed write of an array
+    finds it stored rather than writing a second copy."""
+    url = str(tmp_path / "b.zarr")
+    frames = [(np.arange(6).reshape(2, 3) * 1000 + n).astype(">u2") for n in range(3)]
+    for n, frame in enumerate(frames):  # each store opens the array again
+        ZarrStore(frames_per_chunk=2).append(url, "frames", frame, json.dumps({"n": n}))
+    data = zarr.open_array(url, path="frames", mode="r")
+    assert data.shape == (3, 2, 3) and data.dtype == np.uint16
+    np.testing.assert_array_equal(data[:], np.stack(frames))
+    assert _frame_metadata(url, "frames", None) == [{"n": n} for n in range(3)]
+
+    first = ZarrStore().write(url, "shot1", frames[2], {"shot": 1})
+    again = ZarrStore().write(url, "shot1", frames[2], {"shot": 1}, resume=True)
+    assert again.url == first.url and not again.suffixed
+    assert sorted(zarr.open_group(url, mode="r").array_keys()) == ["frames", "frames_metadata", "shot1"]
+    np.testing.assert_array_equal(zarr.open_array(url, path="shot1", mode="r")[...], frames[2])
+
+
+@pytest.mark.parametrize("metadata", [False, True], ids=["no-metadata-array", "empty-metadata-array"])
+def test_frames_appended_elsewhere_get_empty_records(tmp_path: Path, metadata: bool) -> None:
+    """An array made elsewhere holds frames but no records: they read as empty (no metadata), and the records
+    of appended frames go at their own index, neither over the earlier ones nor copied across them. An empty
+    metadata array beside it (what such an append left before) is the same case."""
+    url = str(tmp_path / "x.zarr")
+    made = zarr.create_array(url, name="frames", shape=(3, 2, 2), dtype="uint8", chunks=(4, 2, 2))
+    made[:] = np.arange(3, dtype="uint8")[:, None, None]
+    if metadata:
+        zarr.create_array(url, name="frames_metadata", shape=(0,), dtype=str, chunks=(1024,))
+    store, target = ZarrStore(frames_per_chunk=4), _Target()
+    assert store.append(url, "frames", np.full((2, 2), 3, "uint8"), '{"n": 3}').url.endswith("[3]")
+    batch = [_Frame(np.full((2, 2), n, "uint8"), json.dumps({"n": n}), False) for n in (4, 5)]
+    target.waiting.extend(batch)
+    store._append_waiting(url, "frames", target)
+    assert [waiting.error for waiting in batch] == [None, None]
+    data = zarr.open_array(url, path="frames", mode="r")
+    assert data.shape == (6, 2, 2)
+    np.testing.assert_array_equal(data[:, 0, 0], range(6))
+    records = zarr.open_array(url, path="frames_metadata", mode="r")[:6].tolist()
+    assert records == ["", "", "", '{"n": 3}', '{"n": 4}', '{"n": 5}']
+
+
+def test_a_replayed_frame_whose_append_was_committed_is_not_appended_again(
+    tmp_path: Path, spool_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append is committed but its reply is lost and the storage stays down for the retries: the frame is
+    spooled with the index it may be stored at (``store :: frames[1]``). Frames appended once the storage is
+    back make it not the last; the replay looks at that index, finds it there and appends nothing."""
+    from heros import serdes
+
+    from archivist import Received
+
+    url, outage = str(tmp_path / "r.zarr"), {"mode": ""}
+    local_set, local_get = zarr.storage.LocalStore.set, zarr.storage.LocalStore.get
+
+    async def set_and_lose_reply(self: zarr.storage.LocalStore, key: str, value: Any) -> None:
+        await local_set(self, key, value)
+        if outage["mode"] == "lose-reply" and key == "frames/zarr.json":  # the commit is stored, then down
+            outage["mode"] = "down"
+            raise ConnectionError("connection reset")
+
+    async def get_unless_down(self: zarr.storage.LocalStore, key: str, *args: Any, **kwargs: Any) -> Any:
+        if outage["mode"] == "down":
+            raise ConnectionError("network unreachable")
+        return await local_get(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", set_and_lose_reply)
+    monkeypatch.setattr(zarr.storage.LocalStore, "get", get_unless_down)
+    archiver = ZarrArchiver(
+        url,
+        "frames",
+        append_dim=0,
+        object_selector="cam",
+        event_name=EVENT,
+        listen=False,
+        spool_dir=str(spool_dir),
+        max_retries=2,
+        retry_wait_min=0,
+        retry_wait_max=0,
+    )
+
+    def event(n: int) -> Received:
+        frame = np.full((2, 2), n, dtype="uint8")
+        return Received(f"@object/heros/cam/{EVENT}", serdes.serialize((frame, {"n": n})), 1000.0 + n)
+
+    archiver._archive(event(9))
+    outage["mode"] = "lose-reply"
+    archiver._archive(event(0))
+    outage["mode"] = ""
+    archiver._archive(event(1))
+    archiver._archive(event(2))
+    ((_, entry),) = Spool(spool_dir).entries()
+    assert entry.error_type == "WriteError" and entry.destination == f"{url} :: frames[1]"
+
+    report = replay(spool_dir)
+    assert report.delivered == 1 and report.failures == [] and len(Spool(spool_dir)) == 0
+    data = zarr.open_array(url, path="frames", mode="r")
+    assert data.shape == (4, 2, 2)
+    np.testing.assert_array_equal(data[:, 0, 0], [9, 0, 1, 2])
+    assert _frame_metadata(url, "frames", None) == [{"n": n} for n in (9, 0, 1, 2)]
