@@ -143,8 +143,8 @@ class Archiver:
         self, workers: int, max_events: int, max_bytes: int, zenoh_config: ZenohConfig, session: zenoh.Session | None
     ) -> None:
         buffers, prefix = self._spool.directory / ".buffer", _folder_name(self.name)
-        for received in recover_buffers(buffers, prefix):
-            self._fail(received, InterruptedArchiverError("recovered from the disk buffer of a killed archiver"))
+        interrupted = InterruptedArchiverError("recovered from the disk buffer of a killed archiver")
+        recover_buffers(buffers, prefix, lambda received: self._fail(received, interrupted))
         self._buffer = DiskBuffer(buffers / f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         if pending := len(self._spool):
             log.warning("%s: the spool %s holds %d event(s) to replay", self.name, self._spool.directory, pending)
@@ -279,7 +279,8 @@ class Archiver:
         error: Exception,
         destination: str | None = None,
         pending: list[int] | None = None,
-    ) -> None:
+    ) -> bool:
+        """Spool an event that could not be archived; False if even that failed (then it is only in the log)."""
         kind = type(error).__name__
         self._stats.error(kind)
         path = self._spool.keep(
@@ -299,7 +300,7 @@ class Archiver:
         )
         if path is None:
             self._stats.add(failed=1, spool_failed=1)
-            return
+            return False
         self._stats.add(failed=1, spooled=1)  # counted once spooled, so a reader of "failed" finds the entry
         log.error(
             "%s: event from %s not archived: %s: %s; kept in the spool as %s",
@@ -309,6 +310,7 @@ class Archiver:
             error,
             path,
         )
+        return True
 
     # -- control ----------------------------------------------------------------------------------------------
 
@@ -366,8 +368,10 @@ class Archiver:
             return 0
         count = 0
         while (received := buffer.pop()) is not None:
-            self._fail(received, ShutdownError(_STOPPED))
             count += 1
+            if not self._fail(received, ShutdownError(_STOPPED)):
+                break  # the spool cannot take it: it stays in the buffer's folder, which the next start recovers
+            buffer.done(received)
         buffer.close()
         return count
 

@@ -19,11 +19,14 @@ class PipelineClosed(RuntimeError):
 
 
 class Overflow(Protocol[T]):
-    """Where items wait, first in first out, while the queue is full (archivist.buffer.DiskBuffer)."""
+    """Where items wait, first in first out, while the queue is full (archivist.buffer.DiskBuffer); ``done``
+    is told when an item it gave out has been handled."""
 
     def append(self, item: T) -> None: ...
 
     def pop(self) -> T | None: ...
+
+    def done(self, item: T) -> None: ...
 
 
 class Pipeline(Generic[T]):
@@ -168,7 +171,10 @@ class Pipeline(Generic[T]):
             try:
                 if from_overflow:
                     item = self._overflow.pop()
-                    self._handle_overflowed(item)
+                    try:
+                        self._handle_overflowed(item)
+                    finally:
+                        self._overflow.done(item)
                 else:
                     self._handle(item)
             except Exception:  # a writer thread must survive anything a handler lets through

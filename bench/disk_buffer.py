@@ -38,8 +38,14 @@ def measure(received: Received, records: int) -> tuple[tuple[float, float], tupl
     with tempfile.TemporaryDirectory(prefix="archivist-bench-") as tmp:
         buffer = DiskBuffer(Path(tmp) / "buffer")
         append = _timed(lambda: buffer.append(received), records)
-        same: list[bool] = []  # each record is checked and dropped, as a writer drops it once written
-        pop = _timed(lambda: same.append(buffer.pop() == received), records)
+        same: list[bool] = []  # each record is checked and done with, as a writer is once it is written
+
+        def pop_one() -> None:
+            popped = buffer.pop()
+            same.append(popped == received)
+            buffer.done(popped)
+
+        pop = _timed(pop_one, records)
         buffer.close()
     assert all(same) and len(same) == records, "the buffer gave back other records"
     return append, pop

@@ -33,9 +33,24 @@ def test_events_come_back_in_order_across_segments(tmp_path) -> None:
     assert buffer.oldest_received_at() == 1000.0
     popped = [buffer.pop() for _ in range(30)]
     assert popped == [_event(i) for i in range(30)] and buffer.pop() is None
-    assert list((tmp_path / "buf").glob("*.seg")) == [], "read segments are removed"
+    assert len(list((tmp_path / "buf").glob("*.seg"))) > 3, "segments stay while their events are being written"
+    for received in popped[:15]:
+        buffer.done(received)
+    assert 0 < len(list((tmp_path / "buf").glob("*.seg"))) < 4, "segments whose events are all handled are removed"
+    for received in popped[15:]:
+        buffer.done(received)
+    assert list((tmp_path / "buf").glob("*.seg")) == []
     buffer.close()
     assert not (tmp_path / "buf").exists(), "an empty buffer leaves no trace"
+
+
+def _pop_all(buffer: DiskBuffer) -> list[Received]:
+    """Every event, each handled as a writer handles it."""
+    popped = []
+    while (received := buffer.pop()) is not None:
+        popped.append(received)
+        buffer.done(received)
+    return popped
 
 
 @pytest.mark.parametrize("failing", [0, 1], ids=["first-segment", "next-segment"])
@@ -59,31 +74,60 @@ def test_a_segment_that_cannot_be_opened_fails_one_append_and_no_other(tmp_path,
     buffer.append(_event(3))
     os.fstat(bystander)  # still open
     os.close(bystander)
-    assert [buffer.pop() for _ in range(len(buffer))] == [_event(i) for i in ([0, 2, 3] if failing else [2, 3])]
+    assert _pop_all(buffer) == [_event(i) for i in ([0, 2, 3] if failing else [2, 3])]
     buffer.close()
     assert not (tmp_path / "buf").exists()
 
 
+def _recovered(tmp_path, prefix: str = "cam", refuse_at: int | None = None) -> list[Received]:
+    """What recover_buffers hands over; ``refuse_at``: the spool cannot take that event."""
+    kept: list[Received] = []
+
+    def keep(received: Received) -> bool:
+        if refuse_at is not None and received.received_at == 1000.0 + refuse_at:
+            return False
+        kept.append(received)
+        return True
+
+    recover_buffers(tmp_path, prefix, keep)
+    return kept
+
+
 def test_a_killed_process_leaves_events_that_the_next_one_recovers(tmp_path, caplog) -> None:
-    dead = DiskBuffer(tmp_path / "cam-123-abc")
-    for i in range(5):
+    dead = DiskBuffer(tmp_path / "cam-123-abc", segment_bytes=300)
+    for i in range(8):
         dead.append(_event(i))
-    dead.pop()
+    handled = dead.pop()
+    dead.done(handled)  # written
+    dead.pop(), dead.pop()  # being written when the process was killed
     live = DiskBuffer(tmp_path / "cam-456-def")
     live.append(_event(99))
     # a crash cut the last record short
-    with open(tmp_path / "cam-123-abc" / "00000000.seg", "ab") as segment:
+    last = sorted((tmp_path / "cam-123-abc").glob("*.seg"))[-1]
+    with open(last, "ab") as segment:
         segment.write(b"\x10\x00")
 
-    assert list(recover_buffers(tmp_path, "cam")) == [], "a buffer whose process lives is not touched"
+    assert _recovered(tmp_path) == [], "a buffer whose process lives is not touched"
     dead._lock_file.close()  # what the kernel does when the process dies
 
-    # events already popped may have been written: they come back too, for a replay that recognises them
-    assert list(recover_buffers(tmp_path, "cam")) == [_event(i) for i in range(5)]
+    # events handed out but not yet handled come back, for a replay that recognises one it stored; the handled
+    # one does not
+    assert _recovered(tmp_path) == [_event(i) for i in range(1, 8)]
     assert "its last 2 bytes are an event cut short by a crash" in caplog.text
     assert [p.name for p in tmp_path.iterdir()] == ["cam-456-def"]
     assert live.pop() == _event(99)
     live.close()
+
+
+def test_a_recovery_the_spool_cannot_take_stops_and_the_next_one_goes_on(tmp_path) -> None:
+    dead = DiskBuffer(tmp_path / "cam-1-a", segment_bytes=300)
+    for i in range(6):
+        dead.append(_event(i))
+    dead._lock_file.close()
+    assert _recovered(tmp_path, refuse_at=3) == [_event(i) for i in range(3)]
+    assert (tmp_path / "cam-1-a").is_dir(), "what the spool could not take stays on disk"
+    assert _recovered(tmp_path) == [_event(i) for i in range(3, 6)]
+    assert not (tmp_path / "cam-1-a").exists()
 
 
 def _failing_writev(monkeypatch, fails) -> None:
@@ -109,7 +153,7 @@ def test_a_record_the_full_disk_cut_short_leaves_no_trace(tmp_path, monkeypatch)
                 buffer.append(_event(i))
         else:
             buffer.append(_event(i))
-    assert len(buffer) == 2 and [buffer.pop(), buffer.pop()] == [_event(0), _event(2)]
+    assert len(buffer) == 2 and _pop_all(buffer) == [_event(0), _event(2)]
     buffer.close()
 
 
@@ -181,6 +225,31 @@ def test_stop_spools_what_still_waits_on_disk(make_archiver, raw_publisher, spoo
     spooled = sorted(decode_payload(entry.payload)["n"] for _, entry in Spool(spool_dir).entries())
     assert stats["written"] + len(spooled) == 20 and stats["spooled"] == len(spooled) >= 17
     assert {entry.error_type for _, entry in Spool(spool_dir).entries()} == {"ShutdownError"}
+    assert not (spool_dir / ".buffer").exists()
+
+
+def test_what_stop_cannot_spool_stays_in_the_disk_buffer_for_the_next_start(
+    make_archiver, raw_publisher, spool_dir, monkeypatch
+) -> None:
+    archiver = _stalled_archiver_fed(make_archiver, raw_publisher, "stop-full-spool", 12)
+    buffered = archiver.stats()["buffered"]
+    assert buffered > 0
+    put = Spool.put
+    monkeypatch.setattr(Spool, "put", lambda *_: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left")))
+    threading.Timer(0.3, GatedFileSystem.gate.set).start()
+    assert not archiver.stop(timeout=0.1)
+    assert archiver.stats()["spool_failed"] >= 1 and (spool_dir / ".buffer").is_dir(), "nothing deleted"
+
+    monkeypatch.setattr(Spool, "put", put)  # space again: the next start of the same archiver takes them
+    make_archiver(
+        JsonArchiver,
+        object_selector="s",
+        event_name="json_data",
+        save_template="gated://stop-full-spool/{{ n }}.json",
+        name=archiver.name,
+    )
+    spooled = sorted(decode_payload(entry.payload)["n"] for _, entry in Spool(spool_dir).entries())
+    assert spooled == list(range(12 - buffered, 12)), "every event that waited on disk is kept"
     assert not (spool_dir / ".buffer").exists()
 
 
