@@ -22,7 +22,7 @@ from .metrics import register_archiver, unregister_archiver, write_latency_histo
 from .pipeline import Pipeline, PipelineClosed
 from .retry import retry_policy
 from .route import Route, redact_url
-from .source import Subscription, ZenohConfig, hero_session
+from .source import Subscription, ZenohConfig, check_subscription, hero_session
 from .spool import Spool, SpoolEntry, importable_class_name
 from .stats import Stats
 from .store import OnExists, Store, WriteError, Written
@@ -104,6 +104,7 @@ class Archiver:
         _check(0 <= retry_wait_min <= retry_wait_max, "retry_wait_min", "between 0 and retry_wait_max")
         _check(when_full in ("block", "spool"), "when_full", "'block' or 'spool'")
         _check(isinstance(shutdown_timeout, int | float) and shutdown_timeout >= 0, "shutdown_timeout", "seconds >= 0")
+        check_subscription(realm, object_selector, event_name, zenoh_config)
 
         self._given_name = name
         self._default_name = f"{type(self).__name__}:{realm}/{object_selector}/{event_name}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable
@@ -89,6 +90,20 @@ def hero_session(obj: object, realm: str, zenoh_config: ZenohConfig) -> zenoh.Se
 
 def event_key_expr(realm: str, object_selector: str, event_name: str) -> str:
     return f"@object/{realm}/{object_selector}/{event_name}"
+
+
+def check_subscription(realm: str, object_selector: str, event_name: str, zenoh_config: ZenohConfig) -> None:
+    """Raise ConfigError for what subscribing would refuse, without connecting: ``archivist check`` and
+    replay build archivers that never subscribe, and must refuse what ``run`` refuses."""
+    load_zenoh_config(zenoh_config)
+    key = event_key_expr(realm, object_selector, event_name)
+    try:
+        zenoh.KeyExpr(key)
+    except Exception as exc:  # zenoh's ZError, whose text ends with the place in zenoh's Rust source
+        reason = re.sub(r" at \S+\.rs:\d+\.?$", "", str(exc))
+        raise ConfigError(
+            f"realm, object_selector and event_name make {key!r}, not a zenoh key expression: {reason}"
+        ) from exc
 
 
 class Subscription:

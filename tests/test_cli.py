@@ -93,6 +93,11 @@ def _with(**arguments: object) -> dict[str, object]:
             {"_id": "lab-state", "classname": "herostools.actor.HERODatasourceStateMachine", "arguments": {"port": 1}},
             "lab-state: .*unexpected keyword argument 'port'",
         ),
+        # what only subscribing used to refuse: check and run must agree
+        (_with(zenoh_config="/no/such.json5"), "cam-capturer: zenoh_config: '/no/such.json5' is neither"),
+        (_with(zenoh_config="{ mode: 5 }"), "cam-capturer: zenoh_config: invalid zenoh configuration"),
+        (_with(object_selector="cam?x#y"), r"cam-capturer: .*'@object/heros/cam\?x#y/.*not a zenoh key expression"),
+        (_with(realm="a/b*"), "cam-capturer: .*not a zenoh key expression: .*`\\*` may only be preceded"),
     ],
     ids=[
         "unknown-class",
@@ -103,6 +108,10 @@ def _with(**arguments: object) -> dict[str, object]:
         "root-protocol",
         "root",
         "state-machine-arg",
+        "zenoh-config-file",
+        "zenoh-config-text",
+        "selector",
+        "realm",
     ],
 )
 def test_check_reports_each_error_with_file_id_and_argument(tmp_path: Path, document, message: str) -> None:
