@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +30,12 @@ def encode_npy(array: Any) -> Chunks:
     header_data = np.lib.format.header_data_from_array_1_0(array)
     try:
         np.lib.format.write_array_header_1_0(header, header_data)
+    except UnicodeEncodeError:  # field names beyond latin-1: numpy picks format 3.0 (UTF-8), rare enough to copy
+        whole = io.BytesIO()
+        with warnings.catch_warnings():  # "format 3.0 ... can only be read by NumPy >= 1.17" (of 2019)
+            warnings.simplefilter("ignore", UserWarning)
+            np.lib.format.write_array(whole, array)
+        return [whole.getvalue()]
     except ValueError:  # header too long for format 1.0 (very many dimensions or fields)
         header = io.BytesIO()
         np.lib.format.write_array_header_2_0(header, header_data)
@@ -51,7 +58,10 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
-        return {_json_key(key): json_safe(item) for key, item in value.items()}
+        safe = {_json_key(key): json_safe(item) for key, item in value.items()}
+        if len(safe) < len(value):  # 1 and "1" are one JSON key: one value would be lost without a word
+            raise EncodeError(f"keys {sorted(map(repr, value))} collide as JSON keys (JSON keys are strings)")
+        return safe
     if isinstance(value, list | tuple):
         return [json_safe(item) for item in value]
     if isinstance(value, np.ndarray):

@@ -78,3 +78,12 @@ def test_json_conversions() -> None:
 def test_json_refuses_what_it_cannot_represent() -> None:
     with pytest.raises(EncodeError, match="no JSON form"):
         encode_json({"x": object()})
+    with pytest.raises(EncodeError, match="collide as JSON keys"):  # one of the two values would be lost
+        encode_json({1: "int key", "1": "str key"})
+
+
+def test_npy_of_field_names_beyond_latin_1() -> None:
+    """Format 1.0 headers are latin-1; numpy writes such names in format 3.0 (UTF-8), and so does archivist."""
+    array = np.zeros(3, dtype=[("温度", "<f4"), ("x", "<i2")])
+    array["x"] = [1, 2, 3]
+    np.testing.assert_array_equal(_npy(array), array)
