@@ -101,9 +101,12 @@ class Archiver:
             ("queue_max_bytes", queue_max_bytes),
         ):
             _check(_is_int(value) and value >= 1, argument, "an integer >= 1")
-        _check(0 <= retry_wait_min <= retry_wait_max, "retry_wait_min", "between 0 and retry_wait_max")
+        for argument, value in (("retry_wait_min", retry_wait_min), ("retry_wait_max", retry_wait_max)):
+            _check(_is_number(value) and value >= 0, argument, "seconds >= 0")
+        _check(retry_wait_min <= retry_wait_max, "retry_wait_min", "at most retry_wait_max")
+        _check(root is None or (isinstance(root, str) and root), "root", "a non-empty URL or path")
         _check(when_full in ("block", "spool"), "when_full", "'block' or 'spool'")
-        _check(isinstance(shutdown_timeout, int | float) and shutdown_timeout >= 0, "shutdown_timeout", "seconds >= 0")
+        _check(_is_number(shutdown_timeout) and shutdown_timeout >= 0, "shutdown_timeout", "seconds >= 0")
         check_subscription(realm, object_selector, event_name, zenoh_config)
 
         self._given_name = name
@@ -443,6 +446,10 @@ def _folder_name(name: str) -> str:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value  # not NaN
 
 
 def _check(ok: Any, argument: str, expected: str) -> None:

@@ -51,7 +51,8 @@ def check_config(config: ObjectConfig, metadata: dict[str, Any] | None = None) -
     protocol, literal_path = split_protocol(_LITERAL_PREFIX.match(template).group(1))
     if protocol:
         yield from _protocol_findings(f"{where}: {argument}", template)
-    if not root and "/" not in literal_path.lstrip("/"):
+    markup = literal_path != template.removeprefix(f"{protocol}://" if protocol else "")  # events change the path
+    if not root and markup and "/" not in literal_path.lstrip("/"):
         yield Finding(
             "warning",
             f"{where}: {argument}: {template!r} lets event metadata choose the destination's root; "

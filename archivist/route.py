@@ -14,7 +14,9 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import ConfigError, TemplateRenderError, UnsafePathError
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls, and the Unicode line separators and bidirectional overrides that make a name display as
+# another one
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _CREDENTIALS = re.compile(r"(?<=://)[^/@]*@")
 _LOCAL_PROTOCOLS = (None, "file", "local")
 

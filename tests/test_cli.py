@@ -98,6 +98,8 @@ def _with(**arguments: object) -> dict[str, object]:
         (_with(zenoh_config="{ mode: 5 }"), "cam-capturer: zenoh_config: invalid zenoh configuration"),
         (_with(object_selector="cam?x#y"), r"cam-capturer: .*'@object/heros/cam\?x#y/.*not a zenoh key expression"),
         (_with(realm="a/b*"), "cam-capturer: .*not a zenoh key expression: .*`\\*` may only be preceded"),
+        (_with(retry_wait_min="0.1"), "cam-capturer: retry_wait_min must be seconds >= 0"),
+        (_with(root=5), "cam-capturer: root must be a non-empty URL or path"),
     ],
     ids=[
         "unknown-class",
@@ -112,6 +114,8 @@ def _with(**arguments: object) -> dict[str, object]:
         "zenoh-config-text",
         "selector",
         "realm",
+        "retry-wait",
+        "root-type",
     ],
 )
 def test_check_reports_each_error_with_file_id_and_argument(tmp_path: Path, document, message: str) -> None:
@@ -137,14 +141,16 @@ def test_check_prints_destinations_and_warnings_of_a_valid_config(tmp_path: Path
     }
     rooted = _with(root="s3://lab-data/images", save_template="{{ source_name }}/{{ frame }}.npy") | {"_id": "s3"}
     unusual = _with(save_template="gcs://lab-data/{{ frame }}.npy") | {"_id": "gcs"}
-    result = _check(tmp_path, [seed, rooted, unusual], "--metadata", '{"frame": 5}')
+    fixed = _with(save_template="run.npy") | {"_id": "fixed"}  # no markup: events choose nothing, no warning
+    result = _check(tmp_path, [seed, rooted, unusual, fixed], "--metadata", '{"frame": 5}')
     assert result.returncode == 0, result.stderr
     source = tmp_path / "config.json"
     assert result.stdout.splitlines() == [
         f"{source}: my-camera-capturer: /mnt/mystorage/images/testimg-0002-1.npy",
         f"{source}: s3: s3://lab-data/images/cam/5.npy",
         f"{source}: gcs: gcs://lab-data/5.npy",
-        "checked 3 object(s): 0 error(s)",
+        f"{source}: fixed: run.npy",
+        "checked 4 object(s): 0 error(s)",
     ]
     warnings = result.stderr.splitlines()
     assert len(warnings) == 2, result.stderr

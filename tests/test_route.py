@@ -56,6 +56,8 @@ def test_sandbox_blocks_attribute_escapes() -> None:
         ("C:\\data\\..\\x.npy", "'..' segment"),
         ("/data/a\x00b.npy", "control character"),
         ("/data/a\nb.npy", "control character"),
+        ("/data/a\x85b.npy", "control character"),  # C1: NEL
+        ("/data/cod\u202egnp.exe", "control character"),  # a right-to-left override: shows as codexe.png
         ("/data/", "no file name"),
         ("/data/.", "no file name"),
         ("", "no file name"),
