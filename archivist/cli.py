@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -119,11 +120,14 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         for other in others:
             other.stop()
+        # all at once: one after another, N archivers could take N x shutdown_timeout, past a service manager's
+        # stop timeout (systemd's default is 90 s), which would kill the process before it spooled the rest
+        with ThreadPoolExecutor(max_workers=max(1, len(archivers))) as pool:
+            drained = list(pool.map(lambda archiver: archiver.stop(), archivers))
         lost = 0
-        for archiver in archivers:
-            drained = archiver.stop()
+        for archiver, done in zip(archivers, drained, strict=True):
             lost += int(archiver.stats()["spool_failed"])
-            print(f"{archiver.name}: {archiver.summary()}{'' if drained else ', shutdown_timeout passed'}", flush=True)
+            print(f"{archiver.name}: {archiver.summary()}{'' if done else ', shutdown_timeout passed'}", flush=True)
         if server is not None:
             server.close()
     return 1 if lost else 0
