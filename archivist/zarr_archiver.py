@@ -194,9 +194,9 @@ class ZarrArchiver(Archiver):
         error: Exception,
         destination: str | None = None,
         pending: list[int] | None = None,
-    ) -> None:
+    ) -> bool:
         self._order.leave(_token(received))  # also for events that were never queued
-        super()._fail(received, error, destination, pending)
+        return super()._fail(received, error, destination, pending)
 
     def describe(self) -> str:
         mode = "one array per event" if self.append_dim is None else "frames appended"

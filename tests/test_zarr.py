@@ -505,3 +505,35 @@ def test_a_replayed_frame_whose_append_was_committed_is_not_appended_again(
     assert data.shape == (4, 2, 2)
     np.testing.assert_array_equal(data[:, 0, 0], [9, 0, 1, 2])
     assert _frame_metadata(url, "frames", None) == [{"n": n} for n in (9, 0, 1, 2)]
+
+
+def test_every_event_a_killed_zarr_archiver_left_on_disk_is_spooled_at_the_next_start(
+    make_archiver, spool_dir: Path, tmp_path: Path
+) -> None:
+    """ZarrArchiver adds to how an event fails; the next start moves each buffered event to the spool, not the
+    first alone."""
+    from heros import serdes
+
+    from archivist import Received
+    from archivist.archivers import _folder_name
+    from archivist.buffer import DiskBuffer
+
+    name = "zcam"
+    dead = DiskBuffer(spool_dir / ".buffer" / f"{_folder_name(name)}-1-dead")
+    for n in range(3):
+        frame = np.full((2, 2), n, dtype="uint8")
+        dead.append(Received(f"@object/heros/cam/{EVENT}", serdes.serialize((frame, {"n": n})), 1000.0 + n))
+    dead._lock_file.close()  # what the kernel does when the process dies
+    make_archiver(
+        ZarrArchiver,
+        store_template=str(tmp_path / "z.zarr"),
+        array_path_template="frames",
+        append_dim=0,
+        name=name,
+        object_selector="cam",
+        event_name=EVENT,
+    )
+    entries = [entry for _, entry in Spool(spool_dir).entries()]
+    assert [serdes.deserialize(entry.payload)[1]["n"] for entry in entries] == [0, 1, 2]
+    assert {entry.error_type for entry in entries} == {"InterruptedArchiverError"}
+    assert not (spool_dir / ".buffer").exists()
