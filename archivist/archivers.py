@@ -22,7 +22,7 @@ from .metrics import register_archiver, unregister_archiver, write_latency_histo
 from .pipeline import Pipeline, PipelineClosed
 from .retry import retry_policy
 from .route import Route, redact_url
-from .source import Subscription, ZenohConfig, check_subscription, hero_session
+from .source import Subscription, ZenohConfig, check_subscription, is_hero
 from .spool import Spool, SpoolEntry, importable_class_name
 from .stats import Stats
 from .store import OnExists, Store, WriteError, Written
@@ -111,7 +111,7 @@ class Archiver:
 
         self._given_name = name
         self._default_name = f"{type(self).__name__}:{realm}/{object_selector}/{event_name}"
-        self._realm = realm
+        self._source_realm = realm  # not ``_realm``: heros sets that to the HERO's realm under BOSS
         self._event_name = event_name
         self._when_full = when_full
         self._shutdown_timeout = float(shutdown_timeout)
@@ -139,9 +139,21 @@ class Archiver:
         self._pipeline: Pipeline[Received] | None = None
         self._buffer: DiskBuffer | None = None
         self._subscription: Subscription | None = None
-        if listen:
-            session = session or hero_session(self, realm, zenoh_config)
+        self._deferred: tuple[int, int, int, ZenohConfig, zenoh.Session | None] | None = None
+        if listen and is_hero(self):  # under BOSS the HERO (named by the _id, with its session) is made after this
+            self._deferred = (workers, queue_max_events, queue_max_bytes, zenoh_config, session)
+        elif listen:
             self._listen(workers, queue_max_events, queue_max_bytes, zenoh_config, session)
+
+    def _setup(self) -> None:
+        """BOSS calls this once the HERO is made: listen now, under its ``_id`` (the name of its disk buffer, log
+        lines and spool entries) and on its session (one zenoh session per process)."""
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            workers, max_events, max_bytes, zenoh_config, session = deferred
+            if session is None and zenoh_config is None:
+                session = self._session  # the HERO's, which heros closes when the HERO is destroyed
+            self._listen(workers, max_events, max_bytes, zenoh_config, session)
 
     def _listen(
         self, workers: int, max_events: int, max_bytes: int, zenoh_config: ZenohConfig, session: zenoh.Session | None
@@ -164,7 +176,7 @@ class Archiver:
         try:
             self._subscription = Subscription(
                 self._receive,
-                realm=self._realm,
+                realm=self._source_realm,
                 object_selector=self._settings["object_selector"],
                 event_name=self._event_name,
                 zenoh_config=zenoh_config,
@@ -243,7 +255,7 @@ class Archiver:
         pending: list[int] = []
         error: Exception | None = None
         try:
-            event = decode_event(received, self._realm, self._event_name, self._default_metadata)
+            event = decode_event(received, self._source_realm, self._event_name, self._default_metadata)
             for index, context, payload in self._items(event):
                 if only_items is not None and index not in only_items:
                     continue

@@ -12,7 +12,7 @@ from prometheus_client import push_to_gateway
 from .datasource import DatasourceCache, DatasourceFeed, RefusedEvents
 from .errors import ConfigError
 from .metrics import DatasourceCollector, metrics_registry
-from .source import ZenohConfig
+from .source import ZenohConfig, hero_session
 
 log = logging.getLogger("archivist")
 
@@ -74,7 +74,7 @@ class PrometheusPusher:
             object_selector=object_selector,
             realm=realm,
             zenoh_config=zenoh_config,
-            session=session,
+            session=session or hero_session(self, realm, zenoh_config),
             refused=refused,
         )
         self._thread = threading.Thread(target=self._run, name=f"{self.name}-push", daemon=True)

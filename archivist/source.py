@@ -75,13 +75,18 @@ class SessionPool:
 sessions = SessionPool()
 
 
+def is_hero(obj: object) -> bool:
+    """Whether heros' LocalHERO is mixed into ``obj``: BOSS made it."""
+    heros = sys.modules.get("heros")
+    return heros is not None and isinstance(obj, heros.HEROPeer)
+
+
 def hero_session(obj: object, realm: str, zenoh_config: ZenohConfig) -> zenoh.Session | None:
     """Under BOSS (heros' LocalHERO mixed into ``obj``), the HERO's own session, so the process opens one
     session, not two that would both try to listen on the endpoints of ``$HEROS_ZENOH_CONFIG``. heros closes
     it when the HERO is destroyed. None otherwise, or when the object has a ``zenoh_config`` of its own.
     """
-    heros = sys.modules.get("heros")
-    if zenoh_config is not None or heros is None or not isinstance(obj, heros.HEROPeer):
+    if zenoh_config is not None or not is_hero(obj):
         return None
     from heros.zenoh import session_manager
 

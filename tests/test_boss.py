@@ -171,3 +171,36 @@ def test_boss_runs_the_state_machine_on_its_loop(boss, heros_emitter, remote_her
     assert proc.wait(60) == 0, (tmp_path / "boss.log").read_text()[-3000:]
     with pytest.raises(OSError):
         fetch(url)
+
+
+def test_built_as_boss_builds_it_an_archiver_is_named_by_its_id_and_keeps_its_realm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """heros makes the HERO after the archiver: the archiver listens only then (BOSS calls _setup), under the
+    _id (which names its disk buffer and spool entries) and on the HERO's session, and heros setting the HERO's
+    realm does not change the realm the archiver names sources by."""
+    from boss.factory import HEROFactory
+    from heros import serdes
+
+    from archivist import Received
+
+    monkeypatch.setenv("HEROS_ZENOH_CONFIG", json.dumps(support.loopback_zenoh_config(listen_port=0)))
+    arguments = {"object_selector": "cam", "event_name": "acquisition_data", "realm": "lab", "spool_dir": str(tmp_path)}
+    made = [
+        HEROFactory.build(
+            "archivist.ArrayArchiver", _id, arguments | {"save_template": f"{tmp_path}/{_id}/{{{{ source_name }}}}.npy"}
+        )
+        for _id in ("cam-local", "cam-nas")
+    ]
+    try:
+        assert [archiver.name for archiver in made] == ["cam-local", "cam-nas"]
+        assert [archiver._subscription._pool_key for archiver in made] == [None, None]  # the HERO's session
+        folders = {archiver._buffer.directory.name.rsplit("-", 2)[0] for archiver in made}
+        assert len(folders) == 2 and all(folder.startswith("cam-") for folder in folders)
+        payload = serdes.serialize((np.zeros(2, "uint8"), {}))
+        made[0]._write_event(Received("@object/lab/cam/acquisition_data", payload))
+        assert (tmp_path / "cam-local" / "cam.npy").is_file()
+    finally:
+        for archiver in made:
+            archiver._teardown()
+            archiver._destroy_hero()
