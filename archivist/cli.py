@@ -17,7 +17,7 @@ from .archivers import Archiver
 from .check import check_config
 from .config import ObjectConfig, load_config
 from .demo import run_demo
-from .errors import ArchivistError
+from .errors import ArchivistError, ConfigError
 from .metrics_server import serve_process_metrics
 from .replay import replay
 from .spool import default_spool_dir
@@ -95,7 +95,14 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 def _configs(paths: Sequence[str]) -> list[ObjectConfig]:
-    return [config for path in paths for config in load_config(path)]
+    """The objects of every file; an ``_id`` must name one object in all of them, as in one file (it names an
+    archiver's spool entries, disk buffer and metrics)."""
+    configs = [config for path in paths for config in load_config(path)]
+    seen: dict[str, ObjectConfig] = {}
+    for config in configs:
+        if (first := seen.setdefault(config.id, config)) is not config:
+            raise ConfigError(f"{config.source}: _id {config.id} is used in {first.source} too")
+    return configs
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -63,10 +63,10 @@ class ObjectConfig:
         arguments.setdefault("name", self.id)
         try:
             return cls(**arguments)
-        except TypeError as exc:
+        except (TypeError, ConfigError) as exc:
             raise ConfigError(f"{self.source}: {self.id}: {exc}") from exc
-        except ConfigError as exc:
-            raise ConfigError(f"{self.source}: {self.id}: {exc}") from exc
+        except Exception as exc:  # zenoh's ZError (a port in use), OSError, ...: still say which object
+            raise ConfigError(f"{self.source}: {self.id}: {type(exc).__name__}: {exc}") from exc
 
 
 def load_config(path: str | os.PathLike[str]) -> list[ObjectConfig]:

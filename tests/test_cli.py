@@ -60,6 +60,21 @@ def test_bad_configs_fail_with_one_clear_line(tmp_path: Path, document, message:
     assert re.search(message, lines[0]), lines[0]
 
 
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_an_id_used_in_two_files_is_refused(tmp_path: Path, command: str) -> None:
+    """An _id names an archiver's spool entries, disk buffer and metrics: two of one name would share them."""
+    for name in ("a.json", "b.json"):
+        (tmp_path / name).write_text(json.dumps(GOOD))
+    result = subprocess.run(
+        [sys.executable, "-m", "archivist", command, str(tmp_path / "a.json"), str(tmp_path / "b.json")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"b.json: _id cam-capturer is used in {tmp_path / 'a.json'} too" in result.stderr
+
+
 def test_missing_config_file(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "archivist", "run", str(tmp_path / "nope.json")], capture_output=True, text=True
