@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 EVENT_NAME = "observable_data"
 NO_UNIT = "None"  # what heros sends for an unset unit
+FUTURE_TOLERANCE = 60.0  # seconds a cached reading's time may be ahead of this clock and still order readings
 
 
 class RecordError(ValueError):
@@ -123,14 +125,17 @@ class DatasourceCache:
     def update(self, source: str, value: Any) -> list[RecordError]:
         """Take one decoded ``observable_data`` value from ``source``; returns what it refused as bad input.
 
-        A reading replaces the cached one only if it is at least as recent (by its ``time``). An outdated
-        reading, or a value that is not a number (the record is kept), is counted but not refused.
+        A reading replaces the cached one only if it is at least as recent (by its ``time``), unless the cached
+        one is more than ``FUTURE_TOLERANCE`` ahead of this machine's clock (a time in ms, a clock jump): its
+        time cannot order readings then, and one such reading would otherwise hide the observable for good.
+        An outdated reading, or a value that is not a number (the record is kept), is counted but not refused.
         """
         if not isinstance(value, list):
             refused = RecordError("not_a_list", f"observable_data is {type(value).__name__}, not a list of records")
             self.skip(source, refused)
             return [refused]
         refusals = []
+        future = time.time() + FUTURE_TOLERANCE
         with self._lock:
             readings = self._readings.setdefault(source, {})
             for record in value:
@@ -147,7 +152,7 @@ class DatasourceCache:
                         source, RecordError("non_numeric_value", f"{reading.id!r:.80}: value is not a number")
                     )
                 previous = readings.get(reading.id)
-                if previous is not None and previous.time > reading.time:
+                if previous is not None and future >= previous.time > reading.time:
                     self._skipped["outdated"] += 1
                     continue
                 readings[reading.id] = reading

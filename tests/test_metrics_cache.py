@@ -61,6 +61,20 @@ def test_a_newer_reading_replaces_an_older_one_never_the_reverse() -> None:
     assert cache.skipped() == {"outdated": 1}
 
 
+def test_a_reading_from_the_future_does_not_hide_the_observable_for_good() -> None:
+    """A time in milliseconds, or a clock that jumped: such a cached reading cannot order readings, so the next
+    one (on time) replaces it and the observable is served again."""
+    cache, now = DatasourceCache(), time.time()
+    cache.update("dev", [reading("t", now * 1000, 1.0)])
+    cache.update("dev", [reading("t", now, 2.0)])
+    assert cache.records()["dev"][0]["raw_value"] == 2.0
+    exposed = samples(DatasourceCollector(cache))
+    assert exposed[("dev_t_raw_value", frozenset({"prefix": "dev", "key": "t"}.items()))][0] == 2.0
+    cache.update("dev", [reading("t", now + 30, 3.0)])  # a clock a little ahead still orders readings
+    cache.update("dev", [reading("t", now + 1, 4.0)])
+    assert cache.records()["dev"][0]["raw_value"] == 3.0 and cache.skipped() == {"outdated": 1}
+
+
 def test_max_age_and_timestamps() -> None:
     """Readings further than max_age from now, past or (a clock set wrong) future, are left out and counted."""
     cache, now = DatasourceCache(), time.time()
