@@ -12,7 +12,7 @@ from prometheus_client import push_to_gateway
 from .datasource import DatasourceCache, DatasourceFeed, RefusedEvents
 from .errors import ConfigError
 from .metrics import DatasourceCollector, metrics_registry
-from .source import ZenohConfig, hero_session
+from .source import ZenohConfig, hero_name, hero_session
 
 log = logging.getLogger("archivist")
 
@@ -29,9 +29,11 @@ class PrometheusPusher:
     prometheus_client's ``push_to_gateway`` (PUT: the group holds exactly the current readings).
 
     The group is ``job`` plus ``grouping_key``; a ``job`` entry in ``labels`` (herostools' way to name it) is
-    taken as the job, the other ``labels`` are put on every series. Samples carry no timestamps, which push
-    gateways refuse. A gateway that is down is retried at the next interval and logged once per outage. An
-    ``observable_data`` event holding bad input is kept whole in the spool at ``spool_dir``.
+    taken as the job, the other ``labels`` are put on every series. A push (PUT) replaces its group, so two
+    pushers of one job need different ``grouping_key``s (herostools made every label part of the group). Samples
+    carry no timestamps, which push gateways refuse. A gateway that is down is retried at the next interval and
+    logged once per outage. An ``observable_data`` event holding bad input is kept whole in the spool at
+    ``spool_dir``.
     """
 
     def __init__(
@@ -57,11 +59,12 @@ class PrometheusPusher:
         self.job = str(labels.pop("job", job))
         self.grouping_key = {str(key): str(value) for key, value in (grouping_key or {}).items()}
         self.gateway = gateway_url(metrics_path)
+        self._given_name = name
         self.name = name or f"PrometheusPusher:{realm}/{object_selector}"
         self.interval = float(interval)
         self.timeout = timeout
         self.cache = DatasourceCache()
-        refused = RefusedEvents(spool_dir, self.name, type(self))
+        self._refused = refused = RefusedEvents(spool_dir, self.name, type(self))
         self.collector = DatasourceCollector(
             self.cache, labels=labels, max_age=max_age, name=self.name, refused=refused
         )
@@ -117,6 +120,11 @@ class PrometheusPusher:
         self._stop.set()
         self._thread.join()
         self._feed.close()
+
+    def _setup(self) -> None:
+        """Called by BOSS once the HERO is made: without a ``name``, its ``_id`` names this pusher."""
+        if self._given_name is None and (hero := hero_name(self)):
+            self.name = self.collector.name = self._refused.observer = hero
 
     def _teardown(self) -> None:
         """Called by BOSS on stop."""

@@ -81,6 +81,11 @@ def is_hero(obj: object) -> bool:
     return heros is not None and isinstance(obj, heros.HEROPeer)
 
 
+def hero_name(obj: object) -> str | None:
+    """The HERO's name (BOSS's ``_id``) once heros has made it, else None."""
+    return getattr(obj, "_name", None) if is_hero(obj) else None
+
+
 def hero_session(obj: object, realm: str, zenoh_config: ZenohConfig) -> zenoh.Session | None:
     """Under BOSS (heros' LocalHERO mixed into ``obj``), the HERO's own session, so the process opens one
     session, not two that would both try to listen on the endpoints of ``$HEROS_ZENOH_CONFIG``. heros closes

@@ -17,7 +17,7 @@ from .metrics import (
     unregister_collector,
 )
 from .metrics_server import MetricsServer
-from .source import ZenohConfig, hero_session
+from .source import ZenohConfig, hero_name, hero_session
 
 log = logging.getLogger("archivist")
 
@@ -52,9 +52,10 @@ class HERODatasourceStateMachine:
         spool_dir: str | None = None,
         session: zenoh.Session | None = None,
     ) -> None:
+        self._given_name = name
         self.name = name or f"HERODatasourceStateMachine:{realm}/{object_selector}"
         self.cache = DatasourceCache()
-        refused = RefusedEvents(spool_dir, self.name, type(self))
+        self._refused = refused = RefusedEvents(spool_dir, self.name, type(self))
         self.collector = DatasourceCollector(
             self.cache, labels=labels, max_age=max_age, timestamps=timestamps, name=self.name, refused=refused
         )
@@ -108,6 +109,11 @@ class HERODatasourceStateMachine:
             unregister_collector(self.collector)
             feed.close()
             self._server.close()
+
+    def _setup(self) -> None:
+        """Called by BOSS once the HERO is made: without a ``name``, its ``_id`` names this state machine."""
+        if self._given_name is None and (hero := hero_name(self)):
+            self.name = self.collector.name = self._refused.observer = hero
 
     def _teardown(self) -> None:
         """Called by BOSS on stop."""

@@ -166,6 +166,8 @@ def test_boss_runs_the_state_machine_on_its_loop(boss, heros_emitter, remote_her
     labels = {"lab": "B1", "prefix": "thermo-1", "key": "temperature", "unit": "degC"}
     support.wait_until(lambda: value(scrape(url), "thermo_1_temperature_raw_value", **labels) == 21.5, what="series")
     assert [record["raw_value"] for record in machine.get_cache()["thermo-1"]] == [21.5]
+    # named by its _id, which BOSS gives the HERO after the state machine is made
+    assert value(scrape(url), "archivist_datasource_stale_readings", observer="datasource-metrics") == 0
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0, (tmp_path / "boss.log").read_text()[-3000:]
