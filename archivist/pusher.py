@@ -9,10 +9,10 @@ from typing import Any
 import zenoh
 from prometheus_client import push_to_gateway
 
-from .datasource import DatasourceCache, DatasourceFeed, RefusedEvents
 from .errors import ConfigError
-from .metrics import DatasourceCollector, metrics_registry
-from .source import ZenohConfig, hero_name, hero_session
+from .metrics import metrics_registry
+from .observer import DatasourceObserver
+from .source import ZenohConfig
 
 log = logging.getLogger("archivist")
 
@@ -24,7 +24,7 @@ def gateway_url(metrics_path: str) -> str:
     return url if "://" in url else f"http://{url}"
 
 
-class PrometheusPusher:
+class PrometheusPusher(DatasourceObserver):
     """Pushes herostools' datasource series (see :class:`archivist.metrics.DatasourceCollector`) with
     prometheus_client's ``push_to_gateway`` (PUT: the group holds exactly the current readings).
 
@@ -59,27 +59,14 @@ class PrometheusPusher:
         self.job = str(labels.pop("job", job))
         self.grouping_key = {str(key): str(value) for key, value in (grouping_key or {}).items()}
         self.gateway = gateway_url(metrics_path)
-        self._given_name = name
-        self.name = name or f"PrometheusPusher:{realm}/{object_selector}"
+        self._observe(f"PrometheusPusher:{realm}/{object_selector}", name, spool_dir, labels=labels, max_age=max_age)
         self.interval = float(interval)
         self.timeout = timeout
-        self.cache = DatasourceCache()
-        self._refused = refused = RefusedEvents(spool_dir, self.name, type(self))
-        self.collector = DatasourceCollector(
-            self.cache, labels=labels, max_age=max_age, name=self.name, refused=refused
-        )
         self._registry = metrics_registry(self.collector)
         self.pushes = self.failed_pushes = 0
         self._outage = False
         self._stop = threading.Event()
-        self._feed = DatasourceFeed(
-            self.cache,
-            object_selector=object_selector,
-            realm=realm,
-            zenoh_config=zenoh_config,
-            session=session or hero_session(self, realm, zenoh_config),
-            refused=refused,
-        )
+        self._feed = self._subscribe(object_selector, realm, zenoh_config, session)
         self._thread = threading.Thread(target=self._run, name=f"{self.name}-push", daemon=True)
         self._thread.start()
         log.info("%s: pushing %s to %s every %gs", self.name, self._feed.key_expr, self.gateway, self.interval)
@@ -106,12 +93,6 @@ class PrometheusPusher:
         while not self._stop.wait(self.interval):
             self.push()
 
-    def get_cache(self) -> dict[str, tuple[dict[str, Any], ...]]:
-        return self.cache.records()
-
-    def clear(self) -> None:
-        self.cache.clear()
-
     def describe(self) -> str:
         return f"{self._feed.key_expr} -> {self.gateway} (job {self.job}, every {self.interval:g}s)"
 
@@ -120,11 +101,6 @@ class PrometheusPusher:
         self._stop.set()
         self._thread.join()
         self._feed.close()
-
-    def _setup(self) -> None:
-        """Called by BOSS once the HERO is made: without a ``name``, its ``_id`` names this pusher."""
-        if self._given_name is None and (hero := hero_name(self)):
-            self.name = self.collector.name = self._refused.observer = hero
 
     def _teardown(self) -> None:
         """Called by BOSS on stop."""

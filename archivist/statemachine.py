@@ -8,21 +8,21 @@ from typing import Any
 
 import zenoh
 
-from .datasource import DatasourceCache, DatasourceFeed, RefusedEvents
+from .datasource import DatasourceFeed
 from .metrics import (
     ArchiverCollector,
-    DatasourceCollector,
     SpoolHealth,
     register_collector,
     unregister_collector,
 )
 from .metrics_server import MetricsServer
-from .source import ZenohConfig, hero_name, hero_session
+from .observer import DatasourceObserver
+from .source import ZenohConfig
 
 log = logging.getLogger("archivist")
 
 
-class HERODatasourceStateMachine:
+class HERODatasourceStateMachine(DatasourceObserver):
     """Caches the newest reading of every datasource HERO matching ``object_selector`` and serves them on
     ``http://bind_address:http_port{metrics_endpoint}`` with herostools' series names and labels.
 
@@ -52,12 +52,13 @@ class HERODatasourceStateMachine:
         spool_dir: str | None = None,
         session: zenoh.Session | None = None,
     ) -> None:
-        self._given_name = name
-        self.name = name or f"HERODatasourceStateMachine:{realm}/{object_selector}"
-        self.cache = DatasourceCache()
-        self._refused = refused = RefusedEvents(spool_dir, self.name, type(self))
-        self.collector = DatasourceCollector(
-            self.cache, labels=labels, max_age=max_age, timestamps=timestamps, name=self.name, refused=refused
+        self._observe(
+            f"HERODatasourceStateMachine:{realm}/{object_selector}",
+            name,
+            spool_dir,
+            labels=labels,
+            max_age=max_age,
+            timestamps=timestamps,
         )
         collectors = [self.collector, ArchiverCollector()] if archiver_metrics else [self.collector]
         self._server = MetricsServer(
@@ -68,14 +69,7 @@ class HERODatasourceStateMachine:
             health=SpoolHealth(health_window).check,
         )
         try:
-            self._feed: DatasourceFeed | None = DatasourceFeed(
-                self.cache,
-                object_selector=object_selector,
-                realm=realm,
-                zenoh_config=zenoh_config,
-                session=session or hero_session(self, realm, zenoh_config),
-                refused=refused,
-            )
+            self._feed: DatasourceFeed | None = self._subscribe(object_selector, realm, zenoh_config, session)
         except BaseException:
             self._server.close()
             raise
@@ -94,14 +88,6 @@ class HERODatasourceStateMachine:
     def describe(self) -> str:
         return f"{self._feed.key_expr if self._feed else '(stopped)'} -> {self.url}"
 
-    def get_cache(self) -> dict[str, tuple[dict[str, Any], ...]]:
-        """The newest record per observable, as received, per source name."""
-        return self.cache.records()
-
-    def clear(self) -> None:
-        """Forget every cached reading."""
-        self.cache.clear()
-
     def stop(self) -> None:
         """Stop listening and serving; frees the port. Idempotent."""
         feed, self._feed = self._feed, None
@@ -109,11 +95,6 @@ class HERODatasourceStateMachine:
             unregister_collector(self.collector)
             feed.close()
             self._server.close()
-
-    def _setup(self) -> None:
-        """Called by BOSS once the HERO is made: without a ``name``, its ``_id`` names this state machine."""
-        if self._given_name is None and (hero := hero_name(self)):
-            self.name = self.collector.name = self._refused.observer = hero
 
     def _teardown(self) -> None:
         """Called by BOSS on stop."""

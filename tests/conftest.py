@@ -32,6 +32,14 @@ def spool_dir(tmp_path: Path) -> Path:
     return tmp_path / "spool"
 
 
+@pytest.fixture
+def blocker(tmp_path: Path) -> Path:
+    """A file where a folder should be: nothing can be created under it, not even by root."""
+    path = tmp_path / "blocker"
+    path.write_text("a file where a folder should be")
+    return path
+
+
 @pytest.fixture(autouse=True)
 def default_spool_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Where objects built without a spool_dir (BOSS, the CLI, metrics observers) spool: never the home folder."""

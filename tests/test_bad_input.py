@@ -127,17 +127,15 @@ def test_event_value_of_the_wrong_shape(make_archiver, raw_publisher, tmp_path, 
 
 
 def test_a_failed_event_the_spool_cannot_take_is_counted_as_lost(
-    make_archiver, heros_emitter, zenoh_port, tmp_path, caplog
+    make_archiver, heros_emitter, zenoh_port, tmp_path, blocker, caplog
 ) -> None:
-    blocked = tmp_path / "a-file"
-    blocked.write_text("not a folder")
     archiver = make_archiver(
         ArrayArchiver,
         object_selector="cam",
         event_name="acquisition_data",
         root=str(tmp_path / "archive"),
         save_template="{{ folder }}/{{ frame }}.npy",
-        spool_dir=str(blocked / "spool"),
+        spool_dir=str(blocker / "spool"),
     )
     _send_bad_then_good(heros_emitter, zenoh_port, {"form": "tuple", "data": GOOD, "metadata": {"frame": 0}})
     _assert_only_good_written(archiver, tmp_path)  # and the service goes on

@@ -150,10 +150,8 @@ def test_bad_payloads_are_counted_and_refused() -> None:
     assert {record["id"] for record in cache.records()["dev"]} == {"t", "s"}
 
 
-def test_a_refused_event_that_cannot_be_spooled_is_counted_as_lost(tmp_path: Path, caplog) -> None:
-    blocked = tmp_path / "a-file"
-    blocked.write_text("not a folder")
-    refused = RefusedEvents(str(blocked / "spool"), "observer-1", HERODatasourceStateMachine)
+def test_a_refused_event_that_cannot_be_spooled_is_counted_as_lost(tmp_path: Path, blocker: Path, caplog) -> None:
+    refused = RefusedEvents(str(blocker / "spool"), "observer-1", HERODatasourceStateMachine)
     received = Received("@object/heros/dev/observable_data", b"\xff")
     refused.keep(received, [RecordError("undecodable", "not CBOR")])
     assert refused.counts() == {"spooled": 0, "spool_failed": 1}

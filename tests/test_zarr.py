@@ -171,10 +171,8 @@ def test_two_sources_append_to_two_arrays_at_once(make_archiver, heros_emitter, 
 
 
 def test_failed_appends_are_replayed_with_the_recorded_settings(
-    make_archiver, heros_emitter, zenoh_port, spool_dir, tmp_path: Path
+    make_archiver, heros_emitter, zenoh_port, spool_dir, tmp_path: Path, blocker: Path
 ) -> None:
-    blocker = tmp_path / "blocked"
-    blocker.write_text("a file where the store's folder should be")
     archiver = make_archiver(
         ZarrArchiver,
         object_selector="cam",
