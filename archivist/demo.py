@@ -144,20 +144,27 @@ def _stream(camera: Any, sensor: Any, archivers: list[Archiver], seconds: float)
     start = time.monotonic()
     frame = 0
     next_progress = start + 1
-    while (now := time.monotonic()) < start + seconds:
-        angle = frame / 10
-        spot = np.exp(-((xx - 128 - 80 * np.cos(angle)) ** 2 + (yy - 128 - 80 * np.sin(angle)) ** 2) / 200)
-        camera.acquisition_data((spot * 60000).astype(np.uint16), {"frame": frame, "exposure_ms": 5.0})
-        if frame % READINGS_EVERY == 0:
-            values = {"temperature": (21.5 + np.sin(angle) / 10, "degC"), "pressure": (1013 + np.cos(angle), "hPa")}
-            sensor.observable_data(values)
-            sensor.reading({"seq": frame // READINGS_EVERY, "time": time.time()} | {k: v[0] for k, v in values.items()})
-        frame += 1
-        if now >= next_progress:
-            next_progress += 1
-            done = ", ".join(f"{archiver.name} {archiver.stats()['written']}" for archiver in archivers)
-            print(f"  {now - start:4.0f} s: sent {frame} frames, {frame // READINGS_EVERY} readings; archived {done}")
-        time.sleep(max(0.0, start + frame * FRAME_INTERVAL - time.monotonic()))
+    try:  # Ctrl-C ends the stream early; what was sent is still archived and summed up
+        while (now := time.monotonic()) < start + seconds:
+            angle = frame / 10
+            spot = np.exp(-((xx - 128 - 80 * np.cos(angle)) ** 2 + (yy - 128 - 80 * np.sin(angle)) ** 2) / 200)
+            camera.acquisition_data((spot * 60000).astype(np.uint16), {"frame": frame, "exposure_ms": 5.0})
+            if frame % READINGS_EVERY == 0:
+                values = {"temperature": (21.5 + np.sin(angle) / 10, "degC"), "pressure": (1013 + np.cos(angle), "hPa")}
+                sensor.observable_data(values)
+                sensor.reading(
+                    {"seq": frame // READINGS_EVERY, "time": time.time()} | {k: v[0] for k, v in values.items()}
+                )
+            frame += 1
+            if now >= next_progress:
+                next_progress += 1
+                done = ", ".join(f"{archiver.name} {archiver.stats()['written']}" for archiver in archivers)
+                print(
+                    f"  {now - start:4.0f} s: sent {frame} frames, {frame // READINGS_EVERY} readings; archived {done}"
+                )
+            time.sleep(max(0.0, start + frame * FRAME_INTERVAL - time.monotonic()))
+    except KeyboardInterrupt:
+        print("  interrupted: archiving what was sent", flush=True)
 
 
 def _summary(out: Path, archivers: list[Archiver]) -> int:

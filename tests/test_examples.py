@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -43,6 +44,20 @@ def test_demo_archives_frames_and_readings_and_serves_metrics(tmp_path: Path) ->
     assert f"camera-frames: {len(frames)} written, 0 failed" in stdout
     assert f"sensor-readings: {len(readings)} written, 0 failed" in stdout
     assert not (out / "spool").exists()
+
+
+def test_ctrl_c_ends_the_demo_early_and_what_was_sent_is_archived(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    argv = [sys.executable, "-m", "archivist", "demo", "--seconds", "60", "--out", str(out)]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as demo:
+        while "archived" not in demo.stdout.readline():  # the first progress line: frames were sent
+            assert demo.poll() is None, demo.stderr.read()
+        demo.send_signal(signal.SIGINT)
+        stdout, stderr = demo.communicate(timeout=60)
+    assert demo.returncode == 0 and "Traceback" not in stderr, stderr
+    frames = sorted((out / "run-001" / "demo-camera").glob("frame-*.npy"))
+    assert "interrupted: archiving what was sent" in stdout and frames
+    assert f"camera-frames: {len(frames)} written, 0 failed" in stdout
 
 
 def test_demo_without_heros_says_which_extra_to_install(tmp_path: Path) -> None:
