@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import posixpath
@@ -56,6 +57,7 @@ class _Attempt:
     """What one write has settled so far: the name it claimed, and how many attempts it made."""
 
     final: str | None = None
+    claim: tuple[str, str] | None = None  # (storage, name) of the in-process claim on ``final``
     suffixed: bool = False
     count: int = 0
     in_doubt: bool = False  # an attempt failed after it may have published ``final``
@@ -93,7 +95,7 @@ class Store:
         retrying: tenacity.Retrying | None = None,
     ) -> None:
         self._options, self._on_exists, self._retrying = write_settings(storage_options, on_exists, retrying)
-        self._claims: set[str] = set()
+        self._claims: set[tuple[str, str]] = set()  # (storage, name): names on different storages never clash
         self._claims_lock = threading.Lock()
         self._known_dirs: set[str] = set()
         self._connect_lock = threading.Lock()
@@ -129,8 +131,8 @@ class Store:
                 attempt.in_doubt,
             ) from exc
         finally:
-            if attempt.final is not None:
-                self._release(attempt.final)
+            if attempt.claim is not None:
+                self._release(attempt.claim)
 
     def _write_once(self, url: str, chunks: Chunks, attempt: _Attempt, resume: bool) -> Written:
         attempt.count += 1
@@ -145,6 +147,7 @@ class Store:
                     unchecked = s3 and self._if_none_match == "honoured" and not resume and not attempt.refused
                     data = b"".join(chunks) if resume else None
                     attempt.final, attempt.suffixed, stored = self._claim(fs, path, data, unchecked)
+                    attempt.claim = (_storage(fs), attempt.final)
                     if stored:
                         log.info("%s already holds this data; not stored again", redact_url(self._url(url, attempt)))
                         if not atomic_put:
@@ -160,8 +163,8 @@ class Store:
                 except FileExistsError:  # the name is taken after all (another process took it since it was
                     # looked up, or it was not looked up): nothing was stored; claim another, looking names up
                     attempt.in_doubt, attempt.refused = False, True
-                    self._release(attempt.final)
-                    attempt.final = None
+                    self._release(attempt.claim)
+                    attempt.final = attempt.claim = None
                     continue
                 break
         except ArchivistError:
@@ -360,13 +363,14 @@ class Store:
         """
         if self._on_exists == "overwrite":
             return path, False, False
+        storage = _storage(fs)
         for n in range(1_000_000):
             candidate = path if n == 0 else _suffixed(path, n)
             with self._claims_lock:
-                if candidate in self._claims:
+                if (storage, candidate) in self._claims:
                     claimed = False
                 else:
-                    self._claims.add(candidate)
+                    self._claims.add((storage, candidate))
                     claimed = True
             if claimed and unchecked:
                 return candidate, n > 0, False
@@ -375,18 +379,18 @@ class Store:
                     exists = _exists(fs, candidate)
                     stored = exists and data is not None and _holds(fs, candidate, data)
                 except BaseException:
-                    self._release(candidate)
+                    self._release((storage, candidate))
                     raise
                 if not exists or stored:
                     return candidate, n > 0, stored
-                self._release(candidate)
+                self._release((storage, candidate))
             if self._on_exists == "error":
                 raise DestinationExistsError(f"{redact_url(fs.unstrip_protocol(path))} exists and on_exists='error'")
         raise DestinationExistsError(f"no free name left for {redact_url(fs.unstrip_protocol(path))}")
 
-    def _release(self, path: str) -> None:
+    def _release(self, claim: tuple[str, str]) -> None:
         with self._claims_lock:
-            self._claims.discard(path)
+            self._claims.discard(claim)
 
 
 def _protocol(fs: fsspec.AbstractFileSystem) -> str:
@@ -433,9 +437,19 @@ def _not_implemented(exc: OSError) -> bool:
     return exc.errno == errno.ENOSYS
 
 
+def _storage(fs: fsspec.AbstractFileSystem) -> str:
+    """Which storage ``fs`` reaches (its class and arguments: an SMB host, an S3 endpoint), kept on the instance."""
+    try:
+        return fs.__dict__["_archivist_storage"]
+    except KeyError:
+        key = json.dumps([type(fs).__qualname__, fs.storage_args, fs.storage_options], sort_keys=True, default=repr)
+        fs.__dict__["_archivist_storage"] = key
+        return key
+
+
 def _same_storage(a: fsspec.AbstractFileSystem, b: fsspec.AbstractFileSystem) -> bool:
     """Whether two filesystems reach the same storage; ``==`` is no use, fsspec makes one instance per thread."""
-    return type(a) is type(b) and a.storage_args == b.storage_args and a.storage_options == b.storage_options
+    return _storage(a) == _storage(b)
 
 
 def _holds(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> bool:

@@ -76,6 +76,16 @@ def test_concurrent_writers_never_share_a_name(tmp_path) -> None:
     assert contents == [bytes([i]) for i in range(20)]
 
 
+def test_names_on_different_storages_never_clash(tmp_path) -> None:
+    """In-process claims stop two writers taking one free name; the same path on another storage (another SMB host,
+    memory:// beside local disk) is another name."""
+    store, path = Store(on_exists="error"), str(tmp_path / "a.npy")
+    claimed, _, _ = store._claim(fsspec.filesystem("memory"), path, None)  # a write there, still in flight
+    written = store.write(path, [b"local"])
+    assert claimed == path and written.url == path and not written.suffixed
+    assert (tmp_path / "a.npy").read_bytes() == b"local"
+
+
 def test_transient_errors_are_retried(flaky) -> None:
     flaky.failures = 2
     attempts: list[int] = []
