@@ -233,15 +233,17 @@ class Archiver:
         finally:  # counted once queued (or spooled): "received == N, then drain()" must wait for every event
             self._stats.add(received=1)
 
-    def _spool_overflowed(self, received: Received) -> None:
-        self._fail(received, QueueFullError("the queue was full and when_full='spool'"))
+    def _spool_overflowed(self, received: Received) -> bool:
+        return self._fail(received, QueueFullError("the queue was full and when_full='spool'"))
 
-    def _archive(self, received: Received) -> None:
-        """Archive one received event; whatever fails goes to the spool with the reason."""
+    def _archive(self, received: Received) -> bool:
+        """Archive one received event; whatever fails goes to the spool with the reason. False when the event
+        is neither written nor spooled (then the disk buffer keeps it, if it came from there)."""
         try:
             self._write_event(received)
         except EventFailed as failure:
-            self._fail(received, failure.error, failure.destination, failure.pending)
+            return self._fail(received, failure.error, failure.destination, failure.pending)
+        return True
 
     def _write_event(
         self, received: Received, only_items: Collection[int] | None = None, *, resume: bool = False

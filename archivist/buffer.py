@@ -102,19 +102,21 @@ class DiskBuffer:
             length, key_length, received_at = _HEADER.unpack(
                 os.pread(self._read_fd, _HEADER.size, offset - _HEADER.size)
             )
+            fd = os.dup(self._read_fd)  # before any change: an error here leaves the record for the next pop
             self._read_offset = offset + key_length + length
             self._count -= 1
             self._taken.add(where)  # before the lock is let go: the position never passes a record in hand
-            fd = os.dup(self._read_fd)
         try:
             key, raw = os.pread(fd, key_length, offset), os.pread(fd, length, offset + key_length)
+            if len(key) != key_length or len(raw) != length:
+                raise OSError(f"disk buffer {self.directory}: record at {offset} is cut short")
+        except OSError:  # nothing can be made of it now: handled, as far as the buffer goes, so it moves on
+            with self._lock:
+                self._taken.discard(where)
+                self._release_handled()
+            raise
         finally:
             os.close(fd)
-        if len(key) != key_length or len(raw) != length:
-            with self._lock:
-                self._taken.discard(where)  # nothing can be made of it: handled, as far as the buffer goes
-                self._release_handled()
-            raise OSError(f"disk buffer {self.directory}: record at {offset} is cut short")
         received = Received(key.decode(), raw, received_at)
         with self._lock:
             self._events[id(received)] = where

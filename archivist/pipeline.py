@@ -34,19 +34,20 @@ class Pipeline(Generic[T]):
 
     With an ``overflow``, ``submit`` never waits: once the queue is full, items go to the overflow (and keep
     going there until it is empty, so they are handled in order), and writers take from it, with
-    ``handle_overflowed``, when the queue is empty. An item larger than ``max_bytes`` on its own is still
-    admitted once the queue is empty, so nothing is refused; the bound then holds to within one item.
+    ``handle_overflowed``, when the queue is empty; an item whose handler returns False (it could not be kept)
+    stays in the overflow's files. An item larger than ``max_bytes`` on its own is still admitted once the queue
+    is empty, so nothing is refused; the bound then holds to within one item.
     """
 
     def __init__(
         self,
-        handle: Callable[[T], None],
+        handle: Callable[[T], bool | None],
         *,
         workers: int,
         max_events: int,
         max_bytes: int,
         overflow: Overflow[T] | None = None,
-        handle_overflowed: Callable[[T], None] | None = None,
+        handle_overflowed: Callable[[T], bool | None] | None = None,
         name: str = "archivist",
     ) -> None:
         if workers < 1 or max_events < 1 or max_bytes < 1:
@@ -171,10 +172,12 @@ class Pipeline(Generic[T]):
             try:
                 if from_overflow:
                     item = self._overflow.pop()
+                    kept = True
                     try:
-                        self._handle_overflowed(item)
+                        kept = self._handle_overflowed(item) is not False
                     finally:
-                        self._overflow.done(item)
+                        if kept:  # a handler that could not keep the item leaves it where it waited
+                            self._overflow.done(item)
                 else:
                     self._handle(item)
             except Exception:  # a writer thread must survive anything a handler lets through

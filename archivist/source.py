@@ -34,7 +34,7 @@ def load_zenoh_config(config: ZenohConfig) -> tuple[zenoh.Config, str]:
             text = json.dumps(config, sort_keys=True)
             return zenoh.Config.from_json5(text), text
         text = os.fspath(config)
-        if not text.lstrip().startswith("{"):
+        if not text.lstrip().startswith(("{", "//", "/*")):  # JSON5 text may start with a comment (heros takes it)
             path = Path(text).expanduser()
             if not path.is_file():
                 raise ConfigError(f"zenoh_config: {text!r} is neither a JSON5 object nor an existing file")
@@ -105,7 +105,8 @@ def event_key_expr(realm: str, object_selector: str, event_name: str) -> str:
 def check_subscription(realm: str, object_selector: str, event_name: str, zenoh_config: ZenohConfig) -> None:
     """Raise ConfigError for what subscribing would refuse, without connecting: ``archivist check`` and
     replay build archivers that never subscribe, and must refuse what ``run`` refuses."""
-    load_zenoh_config(zenoh_config)
+    if zenoh_config is not None:  # None: $HEROS_ZENOH_CONFIG, read only by who subscribes (not replay, not BOSS)
+        load_zenoh_config(zenoh_config)
     key = event_key_expr(realm, object_selector, event_name)
     try:
         zenoh.KeyExpr(key)

@@ -152,11 +152,11 @@ class ZarrArchiver(Archiver):
         self._order.arrived(_token(received))
         super()._receive(received)
 
-    def _archive(self, received: Received) -> None:
+    def _archive(self, received: Received) -> bool:
         token = self._current.token = _token(received)
         self._count_preparing(1)
         try:
-            super()._archive(received)
+            return super()._archive(received)
         finally:
             if self._current.token is not None:  # it failed before it took its place
                 self._current.token = None

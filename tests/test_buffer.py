@@ -79,6 +79,50 @@ def test_a_segment_that_cannot_be_opened_fails_one_append_and_no_other(tmp_path,
     assert not (tmp_path / "buf").exists()
 
 
+def test_a_pop_that_fails_leaves_the_event_and_the_position_as_they_were(tmp_path, monkeypatch) -> None:
+    """Out of file descriptors for a moment: the event is popped again next time, and the position moves on."""
+    buffer = DiskBuffer(tmp_path / "buf", segment_bytes=300)
+    for i in range(4):
+        buffer.append(_event(i))
+    dup = os.dup
+
+    def fail_once(fd):
+        monkeypatch.setattr("archivist.buffer.os.dup", dup)
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr("archivist.buffer.os.dup", fail_once)
+    with pytest.raises(OSError, match="Too many open files"):
+        buffer.pop()
+    assert _pop_all(buffer) == [_event(i) for i in range(4)]
+    assert list((tmp_path / "buf").glob("*.seg")) == [], "every event handled: nothing left on disk"
+    buffer.close()
+    assert not (tmp_path / "buf").exists()
+
+
+def test_an_event_its_handler_could_not_keep_stays_on_disk(tmp_path) -> None:
+    """A writer whose event could not be written nor spooled (a full disk) leaves it in the buffer's files, for
+    the next start to recover, instead of dropping it."""
+    buffer = DiskBuffer(tmp_path / "cam-1-a")
+    gate = threading.Event()
+    handled: list[int] = []
+
+    def handle(item: Received) -> bool:
+        gate.wait()
+        handled.append(item.raw[0])
+        return item.raw[0] != 3  # event 3: neither written nor spooled
+
+    pipeline: Pipeline[Received] = Pipeline(handle, workers=1, max_events=1, max_bytes=10**6, overflow=buffer)
+    for i in range(6):
+        pipeline.submit(_event(i), 100)
+    gate.set()
+    assert pipeline.drain(10) and handled == list(range(6))
+    pipeline.close()
+    pipeline.join()
+    buffer.close()
+    assert (tmp_path / "cam-1-a").is_dir()
+    assert _recovered(tmp_path)[0] == _event(3)
+
+
 def _recovered(tmp_path, prefix: str = "cam", refuse_at: int | None = None) -> list[Received]:
     """What recover_buffers hands over; ``refuse_at``: the spool cannot take that event."""
     kept: list[Received] = []

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from archivist import ArrayArchiver, ConfigError, load_zenoh_config
+from archivist import ArrayArchiver, ConfigError, JsonArchiver, load_zenoh_config
 from archivist.source import sessions
 from tests import support
 
@@ -76,3 +76,17 @@ def test_herostools_positional_order(zenoh_config, tmp_path) -> None:
     )
     archiver.stop()
     assert archiver.split_data_array and archiver.name == "ArrayArchiver:heros/cam/acquisition_data"
+
+
+def test_a_zenoh_config_is_read_only_by_who_subscribes(monkeypatch, tmp_path) -> None:
+    """$HEROS_ZENOH_CONFIG is for subscribing: replay (listen=False) builds an archiver wherever it is broken."""
+    monkeypatch.setenv("HEROS_ZENOH_CONFIG", "/etc/heros/no-such.json5")
+    archiver = JsonArchiver(str(tmp_path / "x.json"), object_selector="s", event_name="e", listen=False)
+    assert archiver.describe().startswith("(not listening)")
+    with pytest.raises(ConfigError, match="neither a JSON5 object nor an existing file"):
+        JsonArchiver(str(tmp_path / "x.json"), object_selector="s", event_name="e", zenoh_config="/no/such.json5")
+
+
+def test_zenoh_config_text_may_start_with_a_comment() -> None:
+    _, key = load_zenoh_config("// the lab network\n{ mode: 'peer', scouting: { multicast: { enabled: false } } }")
+    assert key.startswith("// the lab network")
