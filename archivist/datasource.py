@@ -235,11 +235,10 @@ class RefusedEvents:
                 attempts=1,
             )
         )
-        if path is None:
-            self._count("spool_failed")
-            return
-        self._count("spooled")
         with self._lock:
+            self._counts["spooled" if path else "spool_failed"] += 1
+            if path is None:  # Spool.keep said so, at CRITICAL
+                return
             first = received.key_expr not in self._warned
             self._warned.add(received.key_expr)
         log.log(
@@ -250,10 +249,6 @@ class RefusedEvents:
             described,
             path,
         )
-
-    def _count(self, outcome: str) -> None:
-        with self._lock:
-            self._counts[outcome] += 1
 
     def counts(self) -> dict[str, int]:
         """Refused events ``spooled`` and those that could not be (``spool_failed``)."""

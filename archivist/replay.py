@@ -67,9 +67,8 @@ def replay(
                 continue
             config = _config_for(entry, configs)
             overrides: dict[str, Any] = {"spool_dir": str(spool.directory), "listen": False}
-            if (
-                "realm" in entry.settings
-            ):  # the realm the event came in under names its source, unless the config sets one
+            # the realm the event came in under names its source, unless the config sets one
+            if "realm" in entry.settings:
                 overrides["realm"] = entry.settings["realm"]
             if storage_options is not None:
                 overrides["storage_options"] = storage_options
