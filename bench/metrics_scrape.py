@@ -7,12 +7,13 @@ text until its readings change: with the readings as at the previous scrape, wit
 of the sources new (refilling the cache is not timed), and as Prometheus asks (OpenMetrics, gzip). Beside them:
 ``run --metrics-port``'s collector of every state machine, the collector's families written by ``generate_latest``
 (nothing kept), and prometheus_client's part alone: ``generate_latest`` of the same families built beforehand, the
-floor of any collector that leaves the exposition to it. herostools is
-timed in its own request handler (``_http_handle_metrics``, which builds the text and the aiohttp response) on a
-cache holding the very same records. herostools is not a dependency of archivist: its wheel is fetched with
+floor of any collector that leaves the exposition to it. herostools, on a cache holding the very same records, is
+timed the same way, as an HTTP GET of its own aiohttp server (``_start_webserver``, on 127.0.0.1, on an event loop
+of its own thread), and in its request handler alone (``_http_handle_metrics``, which builds the text and the
+aiohttp response; nothing is sent). herostools is not a dependency of archivist: its wheel is fetched with
 ``pip download --no-deps`` into ``$TMPDIR/archivist-bench-herostools`` and only its ``statemachine`` module is
 loaded (it needs aiohttp and heros, both in the test environment); the object is made without ``__init__``, so no
-zenoh session and no server start.
+zenoh session.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import zipfile
@@ -40,6 +42,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from archivist.datasource import DatasourceCache
+from archivist.demo import free_port
 from archivist.metrics import (
     DatasourceCollector,
     LiveCollectors,
@@ -150,9 +153,9 @@ def measure(sources: int, observables: int, repeat: int) -> list[tuple[str, list
     every_state_machine = LiveCollectors()
     server = MetricsServer(collector, port=0, bind_address="127.0.0.1")
 
-    def http_get(headers: dict[str, str]) -> Callable[[], bytes]:
+    def http_get(headers: dict[str, str], url: str = server.url) -> Callable[[], bytes]:
         def get() -> bytes:
-            request = urllib.request.Request(server.url, headers=headers)
+            request = urllib.request.Request(url, headers=headers)
             with urllib.request.urlopen(request, timeout=60) as response:
                 return response.read()
 
@@ -175,6 +178,12 @@ def measure(sources: int, observables: int, repeat: int) -> list[tuple[str, list
         for source, records in cache.records().items()
     }
     theirs._global_labels = dict(LABELS)
+    theirs._bind_address, theirs._http_port, theirs._metrics_endpoint = "127.0.0.1", free_port(), "/metrics"
+    their_loop = asyncio.new_event_loop()
+    threading.Thread(target=their_loop.run_forever, name="herostools-http", daemon=True).start()
+    asyncio.run_coroutine_threadsafe(theirs._start_webserver(), their_loop).result(timeout=30)
+    their_url = f"http://127.0.0.1:{theirs._http_port}/metrics"
+    access_logger = logging.getLogger("aiohttp.access")
 
     def exposition_alone() -> tuple[list[float], bytes]:  # the families live only while this row is timed
         prebuilt = metrics_registry(Prebuilt(list(collector.collect())))
@@ -183,9 +192,12 @@ def measure(sources: int, observables: int, repeat: int) -> list[tuple[str, list
     def herostools_scrape() -> bytes:
         return asyncio.run(theirs._http_handle_metrics(None)).body
 
-    def herostools_quiet() -> bytes:
-        with _level(logging.getLogger("herostools"), logging.WARNING):
-            return herostools_scrape()
+    def quiet(scrape: Callable[[], bytes]) -> Callable[[], bytes]:
+        def scrape_quietly() -> bytes:  # nor aiohttp's access log, a line per request
+            with _level(logging.getLogger("herostools"), logging.WARNING), _level(access_logger, logging.WARNING):
+                return scrape()
+
+        return scrape_quietly
 
     def herostools_as_shipped() -> bytes:  # its INFO lines (two per reading and the whole list) go to /dev/null
         logger = logging.getLogger("herostools")
@@ -213,12 +225,14 @@ def measure(sources: int, observables: int, repeat: int) -> list[tuple[str, list
                 *timed(lambda: generate_latest(collector), repeat),
             ),
             ("prometheus_client alone: `generate_latest` of the same families, built beforehand", *exposition_alone()),
-            ("herostools: `_http_handle_metrics`, its logger at WARNING", *timed(herostools_quiet, repeat)),
+            ("herostools: HTTP GET on 127.0.0.1, logger at WARNING", *timed(quiet(http_get({}, their_url)), repeat)),
+            ("herostools: `_http_handle_metrics` alone, logger at WARNING", *timed(quiet(herostools_scrape), repeat)),
             ("herostools: the same, as shipped (INFO log)", *timed(herostools_as_shipped, repeat)),
         ]
     finally:
         unregister_collector(collector)
         server.close()
+        their_loop.call_soon_threadsafe(their_loop.stop)
 
 
 def main() -> int:

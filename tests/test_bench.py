@@ -5,7 +5,10 @@ No figures are checked: benchmarks run by hand (bench/run.py), never in the test
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from archivist.event import Received
 from bench import compressors, disk_buffer, run
@@ -49,3 +52,11 @@ def test_every_compressors_setting_of_the_bench_stores_the_chunk() -> None:
     for setting in compressors.CODECS.values():
         seconds, ratio = compressors.measure(setting, chunk, repeat=1)
         assert seconds > 0 and ratio > 0.5
+
+
+def test_a_fresh_machine_gets_herostools_for_its_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bench venv is made on first use: without it the herostools rows were left out on every new machine."""
+    monkeypatch.setattr(run, "VENV", tmp_path / "bench-venv")
+    python = run.bench_python()
+    assert python == str(tmp_path / "bench-venv" / "bin" / "python")
+    subprocess.run([python, "-c", "import herostools.actor.archiver"], check=True)
