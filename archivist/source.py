@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
 import re
 import sys
@@ -17,33 +19,68 @@ from .errors import ConfigError
 from .event import Received
 from .tuning import tune_for_streaming
 
+log = logging.getLogger(__name__)
+
 ZenohConfig = str | os.PathLike[str] | dict[str, Any] | None
 
 
+# zenoh 1.9 sends a sample over 3 KiB to a peer on the same host through a shared-memory pool of the publisher's
+# (16 MiB) and reuses a buffer that a subscriber which fell behind has not read yet: the subscriber then drops that
+# sample ("Buffer is invalidated", at zenoh's debug level), reliable and CongestionControl.BLOCK or not. Over TCP a
+# reliable sample waits for the subscriber instead. Shared memory is negotiated per link, so the subscriber's word
+# is enough. A configuration that says anything of ``shared_memory`` keeps zenoh's reading of it.
+SHARED_MEMORY = "transport/shared_memory/enabled"
+
+
 def load_zenoh_config(config: ZenohConfig) -> tuple[zenoh.Config, str]:
-    """A zenoh config from a JSON5 file path, a JSON5 string or a dict, or else ``$HEROS_ZENOH_CONFIG``.
+    """A zenoh config from a JSON5 file path, a JSON5 string or a dict, or else ``$HEROS_ZENOH_CONFIG``, with
+    zenoh's shared-memory transport turned off unless the configuration sets it (see above).
 
     Also returns a key that is equal for equal configurations, so they can share one session.
     """
+    zconfig, key, text = _parse_zenoh_config(config)
+    if "shared_memory" not in text:
+        zconfig.insert_json5(SHARED_MEMORY, "false")
+    return zconfig, key
+
+
+def _parse_zenoh_config(config: ZenohConfig) -> tuple[zenoh.Config, str, str]:
+    """The parsed configuration, its key, and its text."""
     if config is None:
         config = os.environ.get("HEROS_ZENOH_CONFIG")
         if config is None:  # zenoh's defaults, multicast scouting included, as heros does; tests and the demo
-            return zenoh.Config(), "default"  # always pass a loopback config (127.0.0.1, multicast off)
+            return zenoh.Config(), "default", ""  # always pass a loopback config (127.0.0.1, multicast off)
     try:
         if isinstance(config, dict):
             text = json.dumps(config, sort_keys=True)
-            return zenoh.Config.from_json5(text), text
+            return zenoh.Config.from_json5(text), text, text
         text = os.fspath(config)
         if not text.lstrip().startswith(("{", "//", "/*")):  # JSON5 text may start with a comment (heros takes it)
             path = Path(text).expanduser()
             if not path.is_file():
                 raise ConfigError(f"zenoh_config: {text!r} is neither a JSON5 object nor an existing file")
-            return zenoh.Config.from_file(str(path)), f"file:{path.resolve()}"
-        return zenoh.Config.from_json5(text), text
+            return zenoh.Config.from_file(str(path)), f"file:{path.resolve()}", path.read_text(errors="replace")
+        return zenoh.Config.from_json5(text), text, text
     except ConfigError:
         raise
     except Exception as exc:  # zenoh raises its own ZError for syntax and schema errors
         raise ConfigError(f"zenoh_config: invalid zenoh configuration: {exc}") from exc
+
+
+@functools.cache
+def warn_of_shared_memory() -> None:
+    """Once per process, for a session archivist did not open (under BOSS, the HERO's, which heros opens with
+    ``$HEROS_ZENOH_CONFIG``): say how to turn zenoh's shared memory off, unless that configuration sets it."""
+    try:
+        text = _parse_zenoh_config(None)[2]
+    except ConfigError:  # heros could not have opened a session with it either
+        return
+    if "shared_memory" not in text:
+        log.warning(
+            "zenoh's shared-memory transport is on for this process's HEROS session: a publisher on this host may "
+            "then drop samples an archiver falls behind on. Add transport: { shared_memory: { enabled: false } } "
+            "to $HEROS_ZENOH_CONFIG (docs/reliability.md)"
+        )
 
 
 class SessionPool:
@@ -142,6 +179,8 @@ class Subscription:
         self._finished = threading.Event()
         if session is None:
             session, self._pool_key = sessions.acquire(zenoh_config)
+        else:
+            warn_of_shared_memory()
 
         def on_sample(sample: zenoh.Sample) -> None:
             deliver(Received(str(sample.key_expr), sample.payload.to_bytes()))

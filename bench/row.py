@@ -108,8 +108,11 @@ def herostools_row(spec: dict[str, Any]) -> Callable[[], int]:
 def subscriber_row(spec: dict[str, Any]) -> Callable[[], int]:
     import zenoh
 
-    # spec["zenoh"] is the runner's loopback config (tests/support.loopback_zenoh_config): multicast off, 127.0.0.1
-    session = zenoh.open(zenoh.Config.from_json5(json.dumps(spec["zenoh"])))
+    from archivist.source import load_zenoh_config
+
+    # spec["zenoh"] is the runner's loopback config (tests/support.loopback_zenoh_config): multicast off, 127.0.0.1;
+    # loaded as archivist loads it (shared memory off), so that this row measures the link archivist receives on
+    session = zenoh.open(load_zenoh_config(spec["zenoh"])[0])
     ALIVE.append(session)
     received = [0]
 

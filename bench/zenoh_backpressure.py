@@ -1,12 +1,16 @@
 """Does zenoh deliver every reliable sample to a subscriber that holds its receive thread back?
 
-Why archivist never blocks zenoh (docs/reliability.md): a publisher (RELIABLE, CongestionControl.BLOCK, as
-heros' reliable events) sends N samples as fast as it can to a subscriber whose callback takes DELAY seconds on
+Why archivist turns zenoh's shared memory off (docs/reliability.md): a publisher (RELIABLE, CongestionControl.BLOCK,
+as heros' reliable events) sends N samples as fast as it can to a subscriber whose callback takes DELAY seconds on
 zenoh's own thread (``indirect=False``), on zenoh-python's callback thread (``indirect``, what archivist uses; fed
 by zenoh's default FIFO of 256 samples), or that reads a bounded ``FifoChannel``; the script counts what arrives.
+The subscriber has shared memory off, as archivist's sessions; ``--shared-memory`` leaves zenoh's default (on), with
+which samples over 3 KiB go through the publisher's shared-memory pool and those the subscriber fell behind on are
+dropped.
 
 Run: ``.venv/bin/python bench/zenoh_backpressure.py [--samples 400] [--size 32768] [--delay 0.01]
-[--mode direct|indirect|fifo]``. Both sessions are in this process's children, on 127.0.0.1, multicast scouting off.
+[--mode direct|indirect|fifo] [--shared-memory]``. Both sessions are in this process's children, on 127.0.0.1,
+multicast scouting off.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ import zenoh
 KEY = "bench/backpressure"
 
 
-def config(listen: int | None = None, connect: int | None = None) -> zenoh.Config:
+def config(listen: int | None = None, connect: int | None = None, shared_memory: bool = True) -> zenoh.Config:
     return zenoh.Config.from_json5(
         json.dumps(
             {
+                "transport": {"shared_memory": {"enabled": shared_memory}},
                 "mode": "peer",
                 "scouting": {"multicast": {"enabled": False}},
                 "listen": {"endpoints": [f"tcp/127.0.0.1:{listen}"] if listen else []},
@@ -53,14 +58,16 @@ def publish(port: int, samples: int, size: int) -> None:
         sys.stdin.read()  # stay connected until the subscriber is done
 
 
-def subscribe(port: int, samples: int, size: int, delay: float, mode: str, wait: float) -> list[int]:
+def subscribe(
+    port: int, samples: int, size: int, delay: float, mode: str, wait: float, shared_memory: bool
+) -> list[int]:
     received: list[int] = []
 
     def take(sample: zenoh.Sample) -> None:
         received.append(int.from_bytes(sample.payload.to_bytes()[:4], "big"))
         time.sleep(delay)
 
-    with zenoh.open(config(listen=port)) as session:
+    with zenoh.open(config(listen=port, shared_memory=shared_memory)) as session:
         if mode in ("direct", "indirect"):
             session.declare_subscriber(KEY, zenoh.handlers.Callback(take, indirect=mode == "indirect"))
         else:
@@ -84,6 +91,7 @@ def main() -> int:
     parser.add_argument("--delay", type=float, default=0.01, help="seconds the subscriber takes per sample")
     parser.add_argument("--mode", choices=["direct", "indirect", "fifo"], default="direct")
     parser.add_argument("--wait", type=float, default=10.0, help="seconds to wait for stragglers")
+    parser.add_argument("--shared-memory", action="store_true", help="the subscriber keeps zenoh's shared memory on")
     parser.add_argument("--publish", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publish:
@@ -92,10 +100,11 @@ def main() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    received = subscribe(port, args.samples, args.size, args.delay, args.mode, args.wait)
+    received = subscribe(port, args.samples, args.size, args.delay, args.mode, args.wait, args.shared_memory)
     missing = sorted(set(range(args.samples)) - set(received))
     print(
-        f"subscriber ({args.mode}, {args.delay * 1000:g} ms per sample): received {len(set(received))} of "
+        f"subscriber ({args.mode}, {args.delay * 1000:g} ms per sample, shared memory "
+        f"{'on' if args.shared_memory else 'off'}): received {len(set(received))} of "
         f"{args.samples} samples of {args.size} bytes; missing {missing[:10]}{' ...' if len(missing) > 10 else ''}"
     )
     print(f"command: {sys.executable} {' '.join(sys.argv)}")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from archivist import ArrayArchiver, ConfigError, JsonArchiver, load_zenoh_config
-from archivist.source import sessions
+from archivist.event import Received, decode_event
+from archivist.source import SHARED_MEMORY, Subscription, sessions, warn_of_shared_memory
 from tests import support
 
 
@@ -21,6 +23,19 @@ def test_config_from_dict_string_file_and_environment(tmp_path, monkeypatch) -> 
     monkeypatch.setenv("HEROS_ZENOH_CONFIG", json.dumps(config))
     zconfig, _key = load_zenoh_config(None)
     assert json.loads(zconfig.get_json("listen/endpoints")) == config["listen"]["endpoints"]
+
+
+def test_shared_memory_is_off_unless_the_config_sets_it(tmp_path, monkeypatch) -> None:
+    config = support.loopback_zenoh_config(listen_port=support.free_port())
+    file = tmp_path / "zenoh.json5"
+    file.write_text(json.dumps(config))
+    monkeypatch.delenv("HEROS_ZENOH_CONFIG", raising=False)
+    for source in (config, json.dumps(config), file, None):
+        assert load_zenoh_config(source)[0].get_json(SHARED_MEMORY) == "false"
+    chosen = {**config, "transport": {"shared_memory": {"enabled": True}}}  # speed over safety, on purpose
+    file.write_text("{ transport: { shared_memory: { enabled: true } } }")
+    for source in (chosen, json.dumps(chosen), file):
+        assert load_zenoh_config(source)[0].get_json(SHARED_MEMORY) == "true"
 
 
 @pytest.mark.parametrize(
@@ -90,3 +105,47 @@ def test_a_zenoh_config_is_read_only_by_who_subscribes(monkeypatch, tmp_path) ->
 def test_zenoh_config_text_may_start_with_a_comment() -> None:
     _, key = load_zenoh_config("// the lab network\n{ mode: 'peer', scouting: { multicast: { enabled: false } } }")
     assert key.startswith("// the lab network")
+
+
+def test_a_subscriber_that_falls_behind_gets_every_reliable_sample(heros_emitter, tmp_path) -> None:
+    """zenoh 1.9 sends a sample over 3 KiB to a peer on the same host through a shared-memory pool of 16 MiB, and
+    reuses a buffer the subscriber has not read yet: that sample is dropped, silently (about 400 of these 1,000).
+    Sessions archivist opens turn shared memory off, so a reliable event waits for the subscriber instead."""
+    port = support.free_port()
+    frames: list[int] = []
+
+    def slow(received: Received) -> None:  # what a callback thread held up by busy writer threads looks like
+        frames.append(decode_event(received, "heros", "acquisition_data", {}).metadata["frame"])
+        time.sleep(0.002)
+
+    config = support.loopback_zenoh_config(listen_port=port)
+    subscription = Subscription(
+        slow, realm="heros", object_selector="cam", event_name="acquisition_data", zenoh_config=config
+    )
+    try:
+        emitter = heros_emitter("cam", port)
+        emitter.wait_subscribers("acquisition_data")
+        emitter.burst("acquisition_data", 1000, [128, 128])  # 32 KiB frames, one after the other
+        support.wait_until(lambda: len(frames) == 1000, timeout=60, what="1,000 frames")
+    finally:
+        subscription.close()
+    assert frames == list(range(1000))
+
+
+def test_a_heros_session_with_shared_memory_on_is_warned_of_once(monkeypatch, caplog) -> None:
+    """Under BOSS the session is the HERO's, opened by heros with $HEROS_ZENOH_CONFIG: archivist cannot turn zenoh's
+    shared memory off there, so it says how to, once, unless the configuration says what it wants."""
+    config = support.loopback_zenoh_config(listen_port=support.free_port())
+    off = {**config, "transport": {"shared_memory": {"enabled": False}}}
+    chosen = {**config, "transport": {"shared_memory": {"enabled": True}}}
+    seen = {}
+    for name, env in (("default", config), ("off", off), ("chosen", chosen)):
+        monkeypatch.setenv("HEROS_ZENOH_CONFIG", json.dumps(env))
+        warn_of_shared_memory.cache_clear()
+        caplog.clear()
+        warn_of_shared_memory()
+        warn_of_shared_memory()
+        seen[name] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert seen["off"] == seen["chosen"] == []
+    (warning,) = seen["default"]
+    assert "transport: { shared_memory: { enabled: false } }" in warning and "$HEROS_ZENOH_CONFIG" in warning
