@@ -59,6 +59,7 @@ class Row:
     kind: str
     workers: int = 1
     herostools: bool = False
+    shared_memory: bool = False  # zenoh's shared-memory transport on for this row's session (herostools': its default)
     runs: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -83,11 +84,18 @@ class Workload:
 def workloads(args: argparse.Namespace) -> list[Workload]:
     w, s3w = args.workers, args.s3_workers
 
-    def local(label: str, kind: str, loop: str) -> list[Row]:
+    def local(label: str, kind: str, loop: str, *, shared_memory: bool = False) -> list[Row]:
+        """``shared_memory``: also archivist and the bare subscriber with zenoh's shared memory on, the transport
+        herostools gets on one host (only samples over 3 KiB use it)."""
         rows = [Row("archivist", f"archivist-{kind}", w)]
+        if shared_memory:
+            rows.append(Row("archivist, zenoh shared memory on", f"archivist-{kind}", w, shared_memory=True))
         if args.herostools:
             rows.append(Row("herostools", f"herostools-{kind}", 1, herostools=True))
-        return [*rows, Row(f"{label} loop, {w} threads", loop, w), Row("zenoh subscriber (receive only)", "subscriber")]
+        rows += [Row(f"{label} loop, {w} threads", loop, w), Row("zenoh subscriber (receive only)", "subscriber")]
+        if shared_memory:
+            rows.append(Row("zenoh subscriber (receive only), shared memory on", "subscriber", shared_memory=True))
+        return rows
 
     return [
         Workload(
@@ -95,7 +103,7 @@ def workloads(args: argparse.Namespace) -> list[Workload]:
             "1 MiB uint16 frames to local .npy",
             args.frames_1mib,
             [512, 1024],
-            local("np.save", "npy", "loop-npy"),
+            local("np.save", "npy", "loop-npy", shared_memory=True),
         ),
         Workload(
             "16x16-npy",
@@ -202,6 +210,9 @@ def run_row(row: Row, load: Workload, rep: int, ctx: dict[str, Any]) -> dict[str
     """One run of one row: start its process (and an emitter unless it is a write loop), feed, collect."""
     out = f"{ctx['root']}/{load.name}/{rep}-{row.kind.replace(' ', '-')}-{row.workers}"
     port = free_port()
+    zconfig = loopback_zenoh_config(listen_port=port)
+    if row.shared_memory:  # said in the config, so archivist keeps it (docs/reliability.md)
+        zconfig["transport"] = {"shared_memory": {"enabled": True}}
     spec = {
         "kind": row.kind,
         "count": load.count,
@@ -214,7 +225,7 @@ def run_row(row: Row, load: Workload, rep: int, ctx: dict[str, Any]) -> dict[str
         "timeout": ctx["timeout"],
         "stall": ctx["stall"],
         "queue_max_bytes": ctx["queue_bytes"],
-        "zenoh": loopback_zenoh_config(listen_port=port),
+        "zenoh": zconfig,
         "options": ctx["options"],
         "boto3": ctx["boto3"],
     }
@@ -276,6 +287,11 @@ def report(load: Workload, repeat: int) -> list[dict[str, Any]]:
     if all(run["sent_per_s"] for run in reference.runs):
         paired = [run["rate"] / run["sent_per_s"] for run in reference.runs]
         print(f"\narchivist kept {statistics.median(paired):.0%} of the rate the emitter sent (median of its runs).")
+    shared = next((row for row in load.rows if row.shared_memory and row.kind.startswith("archivist")), None)
+    herostools = next((row for row in load.rows if row.herostools), None)
+    if shared and herostools and shared.runs and herostools.runs:  # on the same transport as herostools
+        paired = [a["rate"] / b["rate"] for a, b in zip(shared.runs, herostools.runs, strict=False)]
+        print(f"archivist with zenoh's shared memory on / herostools: {statistics.median(paired):.2f}x.")
     return figures
 
 
