@@ -50,12 +50,15 @@ def boss(tmp_path: Path, router: int) -> Iterator[Callable[[dict[str, Any]], sub
     """Start `python -m boss.starter -u CONFIG` (one object per file) with HEROS_ZENOH_CONFIG on the router."""
     started: list[subprocess.Popen[str]] = []
 
-    def start(config: dict[str, Any]) -> subprocess.Popen[str]:
+    def start(config: dict[str, Any], *, shared_memory_off: bool = True) -> subprocess.Popen[str]:
         path = tmp_path / "boss.json"
         path.write_text(json.dumps(config))
         # A fixed listen port, as on a lab host: the archiver must share the HERO's session, not open a second
         # one that fails to bind the same port.
-        env = os.environ | {"HEROS_ZENOH_CONFIG": json.dumps(_member_config(router, support.free_port()))}
+        member = _member_config(router, support.free_port())
+        if shared_memory_off:  # as docs/deployment.md says to: the HERO's session is heros', opened before ours
+            member["transport"] = {"shared_memory": {"enabled": False}}
+        env = os.environ | {"HEROS_ZENOH_CONFIG": json.dumps(member)}
         with (tmp_path / "boss.log").open("w") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "boss.starter", "-u", path.as_uri()],
@@ -134,6 +137,7 @@ def test_boss_runs_the_seed_config_and_drains_on_stop(boss, heros_emitter, remot
     print(f"{queued} event(s) queued when BOSS was stopped")
     log = (tmp_path / "boss.log").read_text()
     assert f"my-camera-capturer: stopped: {count} written, 1 failed (1 spooled)" in log  # _teardown ran
+    assert "shared-memory" not in log  # $HEROS_ZENOH_CONFIG turns it off
     names = sorted(f"testimg-{frame // 2:04d}-{frame % 2}.npy" for frame in range(count))
     assert sorted(p.name for p in images.iterdir()) == names
     for frame in (0, count - 1):
@@ -206,3 +210,25 @@ def test_built_as_boss_builds_it_an_archiver_is_named_by_its_id_and_keeps_its_re
         for archiver in made:
             archiver._teardown()
             archiver._destroy_hero()
+
+
+def test_boss_warns_when_the_heros_session_keeps_zenohs_shared_memory(boss, remote_hero, tmp_path) -> None:
+    """Under BOSS the archiver listens on the HERO's session, which heros opened from $HEROS_ZENOH_CONFIG with zenoh's
+    shared memory on: archivist cannot turn it off there, so it says how to (docs/reliability.md)."""
+    boss(
+        {
+            "_id": "cam-archiver",
+            "classname": "archivist.ArrayArchiver",
+            "arguments": {
+                "object_selector": "cam",
+                "event_name": "acquisition_data",
+                "save_template": str(tmp_path / "out" / "{{ frame }}.npy"),
+                "spool_dir": str(tmp_path / "spool"),
+            },
+        },
+        shared_memory_off=False,
+    )
+    remote_hero("cam-archiver")
+    log = tmp_path / "boss.log"
+    support.wait_until(lambda: "transport: { shared_memory: { enabled: false } }" in log.read_text(), what="warning")
+    assert log.read_text().count("zenoh's shared-memory transport is on") == 1
