@@ -158,9 +158,10 @@ class Subscription:
     """Delivers every sample of a HEROS event as a :class:`Received`, undecoded, to ``deliver``.
 
     ``deliver`` runs on zenoh-python's callback thread, which zenoh feeds through its default FIFO of 256
-    samples. Once that FIFO is full zenoh's network thread waits, and zenoh 1.9 then loses reliable samples
-    (docs/reliability.md), so ``deliver`` must keep up with the network and never wait for storage. Each
-    subscription applies :func:`archivist.tuning.tune_for_streaming` to help the thread keep up.
+    samples. Once that FIFO is full zenoh's network thread waits, and so does a reliable publisher (or, where
+    zenoh's shared memory is on, it drops samples: see SHARED_MEMORY), so ``deliver`` must keep up with the
+    network and never wait for storage. Each subscription applies :func:`archivist.tuning.tune_for_streaming` to
+    help the thread keep up.
     """
 
     def __init__(

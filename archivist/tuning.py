@@ -1,29 +1,23 @@
 """Process-wide settings that let one Python process keep up with a stream of large frames.
 
-Both are applied by the first subscription (:func:`tune_for_streaming`) and documented in
-docs/reliability.md, because they change the whole process, BOSS's included.
+Applied by the first subscription (:func:`tune_for_streaming`) and documented in docs/reliability.md, because
+they change the whole process, BOSS's included.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
-import sys
 
 log = logging.getLogger(__name__)
 
-RECEIVE_SWITCH_INTERVAL = 0.0005  # seconds
 HEAP_MMAP_THRESHOLD = 32 * 2**20  # bytes; glibc's largest allowed value on 64-bit
 HEAP_TRIM_THRESHOLD = 64 * 2**20  # bytes
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
 
 
 def tune_for_streaming() -> None:
-    """Lower the interpreter's switch interval and keep freed frame buffers in the heap.
-
-    The switch interval bounds how long zenoh's callback thread waits for the GIL while writer threads run
-    Python (at the default 5 ms, a burst of large frames piled up in zenoh's 256-sample channel, and zenoh loses
-    samples once that is full).
+    """Keep freed frame buffers in the heap.
 
     Every frame is copied a few times (out of zenoh, out of the CBOR bytes); glibc hands buffers above its
     mmap threshold out as fresh pages and returns them on free, so each copy paid a page fault per 4 KiB
@@ -31,7 +25,6 @@ def tune_for_streaming() -> None:
     ``HEAP_MMAP_THRESHOLD`` served from the heap, and up to ``HEAP_TRIM_THRESHOLD`` of freed heap kept, the
     same pages are reused; the peak RSS does not grow by it, the RSS just does not shrink below the peak.
     """
-    sys.setswitchinterval(min(sys.getswitchinterval(), RECEIVE_SWITCH_INTERVAL))
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)  # glibc (and musl, as a no-op); absent on macOS
     if mallopt is None:
         return
