@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO))  # bench's sibling scripts, the tests' emitter pee
 
 import numpy as np  # noqa: E402
 
+from archivist.tuning import HEAP_ENVIRONMENT  # noqa: E402
 from bench.row import small_dict  # noqa: E402
 from bench.zarr_append import moto_s3  # noqa: E402
 from tests.fixtures.heros_peer import Emitter, start_emitter  # noqa: E402
@@ -51,6 +52,7 @@ from tests.support import free_port, loopback_zenoh_config  # noqa: E402
 ROW_SCRIPT = REPO / "bench" / "row.py"
 VENV = Path(tempfile.gettempdir()) / "archivist-bench-venv"
 MiB = 2**20
+HEAP_EMITTER = "emitter's frames from its heap"
 
 
 @dataclass
@@ -60,6 +62,7 @@ class Row:
     workers: int = 1
     herostools: bool = False
     shared_memory: bool = False  # zenoh's shared-memory transport on for this row's session (herostools': its default)
+    emitter_heap: bool = False  # the emitter runs with glibc told to keep frames in its heap (HEAP_ENVIRONMENT)
     runs: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -84,17 +87,24 @@ class Workload:
 def workloads(args: argparse.Namespace) -> list[Workload]:
     w, s3w = args.workers, args.s3_workers
 
-    def local(label: str, kind: str, loop: str, *, shared_memory: bool = False) -> list[Row]:
-        """``shared_memory``: also archivist and the bare subscriber with zenoh's shared memory on, the transport
-        herostools gets on one host (only samples over 3 KiB use it)."""
+    def local(label: str, kind: str, loop: str, *, large: bool = False) -> list[Row]:
+        """``large``: also the rows that show what sets the rate of large frames on one host: archivist and the bare
+        subscriber with zenoh's shared memory on (herostools' transport; only samples over 3 KiB use it), and
+        archivist, herostools and the subscriber fed by an emitter whose allocator keeps frames in its heap."""
         rows = [Row("archivist", f"archivist-{kind}", w)]
-        if shared_memory:
+        if large:
             rows.append(Row("archivist, zenoh shared memory on", f"archivist-{kind}", w, shared_memory=True))
+            rows.append(Row(f"archivist, {HEAP_EMITTER}", f"archivist-{kind}", w, emitter_heap=True))
         if args.herostools:
             rows.append(Row("herostools", f"herostools-{kind}", 1, herostools=True))
+            if large:
+                rows.append(
+                    Row(f"herostools, {HEAP_EMITTER}", f"herostools-{kind}", 1, herostools=True, emitter_heap=True)
+                )
         rows += [Row(f"{label} loop, {w} threads", loop, w), Row("zenoh subscriber (receive only)", "subscriber")]
-        if shared_memory:
+        if large:
             rows.append(Row("zenoh subscriber (receive only), shared memory on", "subscriber", shared_memory=True))
+            rows.append(Row(f"zenoh subscriber (receive only), {HEAP_EMITTER}", "subscriber", emitter_heap=True))
         return rows
 
     return [
@@ -103,7 +113,7 @@ def workloads(args: argparse.Namespace) -> list[Workload]:
             "1 MiB uint16 frames to local .npy",
             args.frames_1mib,
             [512, 1024],
-            local("np.save", "npy", "loop-npy", shared_memory=True),
+            local("np.save", "npy", "loop-npy", large=True),
         ),
         Workload(
             "16x16-npy",
@@ -233,7 +243,9 @@ def run_row(row: Row, load: Workload, rep: int, ctx: dict[str, Any]) -> dict[str
     emitter = None
     try:
         if not row.kind.startswith("loop-"):
-            emitter = start_emitter("cam", port, log_dir=Path(ctx["scratch"]))
+            emitter = start_emitter(
+                "cam", port, log_dir=Path(ctx["scratch"]), env=HEAP_ENVIRONMENT if row.emitter_heap else None
+            )
             emitter.wait_subscribers(load.event)
         proc.stdin.write(f"{time.time()}\n")
         proc.stdin.flush()
@@ -284,14 +296,34 @@ def report(load: Workload, repeat: int) -> list[dict[str, Any]]:
             f"{growth:.0f} | {ratio} | {lost_text} | {f'{statistics.median(sent):.0f}' if sent else ''} |"
         )
         figures.append({"workload": load.name, "row": row.label, "events_per_s": rate, "ratio": ratio})
-    if all(run["sent_per_s"] for run in reference.runs):
-        paired = [run["rate"] / run["sent_per_s"] for run in reference.runs]
-        print(f"\narchivist kept {statistics.median(paired):.0%} of the rate the emitter sent (median of its runs).")
-    shared = next((row for row in load.rows if row.shared_memory and row.kind.startswith("archivist")), None)
-    herostools = next((row for row in load.rows if row.herostools), None)
-    if shared and herostools and shared.runs and herostools.runs:  # on the same transport as herostools
-        paired = [a["rate"] / b["rate"] for a, b in zip(shared.runs, herostools.runs, strict=False)]
-        print(f"archivist with zenoh's shared memory on / herostools: {statistics.median(paired):.2f}x.")
+    print()
+    for row in (r for r in load.rows if r.kind.startswith("archivist") and r.runs):
+        if all(run["sent_per_s"] for run in row.runs) and (row is reference or row.emitter_heap):
+            paired = [run["rate"] / run["sent_per_s"] for run in row.runs]
+            print(
+                f"{row.label} kept {statistics.median(paired):.0%} of the rate the emitter sent (median of its runs)."
+            )
+
+    def find(kind: str, **flags: bool) -> Row | None:
+        """The row of this kind (archivist, herostools) with these flags that ran."""
+        matches = (r for r in load.rows if r.kind.startswith(kind) and r.runs)
+        return next((r for r in matches if all(getattr(r, flag) == value for flag, value in flags.items())), None)
+
+    for text, mine, theirs in (
+        (
+            "archivist with zenoh's shared memory on / herostools",
+            find("archivist", shared_memory=True),
+            find("herostools", emitter_heap=False),
+        ),
+        (
+            f"archivist / herostools, both with the {HEAP_EMITTER}",
+            find("archivist", emitter_heap=True),
+            find("herostools", emitter_heap=True),
+        ),
+    ):
+        if mine and theirs:
+            paired = [a["rate"] / b["rate"] for a, b in zip(mine.runs, theirs.runs, strict=False)]
+            print(f"{text}: {statistics.median(paired):.2f}x.")
     return figures
 
 

@@ -1,7 +1,7 @@
 """One archiver in this process, fed a burst by a real heros emitter: frames/s and CPU time per frame.
 
 Run: ``.venv/bin/python bench/stream.py [--frames 1000] [--shape 512 1024] [--workers 4] [--queue-mib 64]
-[--zarr-append FRAMES_PER_CHUNK]``.
+[--zarr-append FRAMES_PER_CHUNK] [--emitter-heap]``.
 The process to profile (``py-spy record -- .venv/bin/python bench/stream.py``): bench/run.py runs each row in a
 child process, this runs archivist in its own. CPU time includes start-up (imports, zenoh), printed apart.
 """
@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from archivist import ArrayArchiver, ZarrArchiver  # noqa: E402
+from archivist.tuning import HEAP_ENVIRONMENT  # noqa: E402
 from tests.fixtures.heros_peer import start_emitter  # noqa: E402
 from tests.support import free_port, loopback_zenoh_config  # noqa: E402
 
@@ -34,6 +35,11 @@ def main() -> int:
     parser.add_argument("--queue-mib", type=int, default=64)
     parser.add_argument(
         "--zarr-append", type=int, metavar="FRAMES_PER_CHUNK", help="ZarrArchiver appending to one array, not .npy"
+    )
+    parser.add_argument(
+        "--emitter-heap",
+        action="store_true",
+        help="the emitter keeps frames in its heap (archivist.tuning.HEAP_ENVIRONMENT)",
     )
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="archivist-stream-"))
@@ -54,7 +60,7 @@ def main() -> int:
         else:
             archiver = ArrayArchiver(str(scratch / "out" / "{{ frame }}.npy"), workers=args.workers, **common)
         started_cpu = sum(os.times()[:2])
-        emitter = start_emitter("cam", port, log_dir=scratch)
+        emitter = start_emitter("cam", port, log_dir=scratch, env=HEAP_ENVIRONMENT if args.emitter_heap else None)
         try:
             emitter.wait_subscribers(EVENT)
             start = time.perf_counter()

@@ -6,11 +6,13 @@ zenoh's own thread (``indirect=False``), on zenoh-python's callback thread (``in
 by zenoh's default FIFO of 256 samples), or that reads a bounded ``FifoChannel``; the script counts what arrives.
 The subscriber has shared memory off, as archivist's sessions; ``--shared-memory`` leaves zenoh's default (on), with
 which samples over 3 KiB go through the publisher's shared-memory pool and those the subscriber fell behind on are
-dropped.
+dropped. The publisher sends a new bytes object each time, as heros does; ``--publisher-heap`` starts it with
+``archivist.tuning.HEAP_ENVIRONMENT``, which shows what its allocator costs when samples of 1 MiB cross TCP
+(docs/benchmarks.md).
 
 Run: ``.venv/bin/python bench/zenoh_backpressure.py [--samples 400] [--size 32768] [--delay 0.01]
-[--mode direct|indirect|fifo] [--shared-memory]``. Both sessions are in this process's children, on 127.0.0.1,
-multicast scouting off.
+[--mode direct|indirect|fifo] [--shared-memory] [--publisher-heap]``. Both sessions are in this process's
+children, on 127.0.0.1, multicast scouting off.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import threading
 import time
 
 import zenoh
+
+from archivist.tuning import HEAP_ENVIRONMENT
 
 KEY = "bench/backpressure"
 
@@ -59,7 +63,7 @@ def publish(port: int, samples: int, size: int) -> None:
 
 
 def subscribe(
-    port: int, samples: int, size: int, delay: float, mode: str, wait: float, shared_memory: bool
+    port: int, samples: int, size: int, delay: float, mode: str, wait: float, shared_memory: bool, heap: bool
 ) -> list[int]:
     received: list[int] = []
 
@@ -76,6 +80,7 @@ def subscribe(
         publisher = subprocess.Popen(
             [sys.executable, __file__, "--publish", str(port), "--samples", str(samples), "--size", str(size)],
             stdin=subprocess.PIPE,
+            env={**os.environ, **HEAP_ENVIRONMENT} if heap else None,
         )
         deadline = time.monotonic() + samples * delay + wait
         while len(received) < samples and time.monotonic() < deadline:
@@ -92,6 +97,9 @@ def main() -> int:
     parser.add_argument("--mode", choices=["direct", "indirect", "fifo"], default="direct")
     parser.add_argument("--wait", type=float, default=10.0, help="seconds to wait for stragglers")
     parser.add_argument("--shared-memory", action="store_true", help="the subscriber keeps zenoh's shared memory on")
+    parser.add_argument(
+        "--publisher-heap", action="store_true", help="the publisher keeps samples in its heap (HEAP_ENVIRONMENT)"
+    )
     parser.add_argument("--publish", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publish:
@@ -100,7 +108,9 @@ def main() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    received = subscribe(port, args.samples, args.size, args.delay, args.mode, args.wait, args.shared_memory)
+    received = subscribe(
+        port, args.samples, args.size, args.delay, args.mode, args.wait, args.shared_memory, args.publisher_heap
+    )
     missing = sorted(set(range(args.samples)) - set(received))
     print(
         f"subscriber ({args.mode}, {args.delay * 1000:g} ms per sample, shared memory "

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from archivist.event import Received
+from archivist.tuning import HEAP_ENVIRONMENT
 from bench import compressors, disk_buffer, run
+from tests.fixtures import heros_peer
+from tests.fixtures.heros_peer import Emitter
 
 
 def test_arguments_choose_workloads_and_sizes() -> None:
@@ -60,3 +64,26 @@ def test_a_fresh_machine_gets_herostools_for_its_rows(tmp_path: Path, monkeypatc
     python = run.bench_python()
     assert python == str(tmp_path / "bench-venv" / "bin" / "python")
     subprocess.run([python, "-c", "import herostools.actor.archiver"], check=True)
+
+
+def test_the_emitters_heap_rows_start_the_emitter_with_glibcs_heap_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows that show what the device's allocator costs over TCP differ from the others in that alone."""
+    args = run.parse_args(["--frames-1mib", "3", "--no-herostools"])
+    load = next(load for load in run.workloads(args) if load.name == "1mib-npy")
+    environments: list[set[str]] = []
+
+    def start_emitter(*args: Any, **kwargs: Any) -> Emitter:
+        emitter = heros_peer.start_emitter(*args, **kwargs)
+        environments.append(set(Path(f"/proc/{emitter.proc.pid}/environ").read_text().split("\0")))
+        return emitter
+
+    monkeypatch.setattr(run, "start_emitter", start_emitter)
+    ctx = {"root": str(tmp_path), "scratch": str(tmp_path), "timeout": 30, "stall": 5, "queue_bytes": 2**20}
+    subscribers = [row for row in load.rows if row.kind == "subscriber" and not row.shared_memory]
+    assert [row.emitter_heap for row in subscribers] == [False, True]
+    for row in subscribers:
+        assert run.run_row(row, load, 0, ctx | {"options": None, "boto3": None, "venv": None})["count"] == 3
+    heap = {f"{name}={value}" for name, value in HEAP_ENVIRONMENT.items()}
+    assert not heap & environments[0] and heap <= environments[1]
