@@ -21,9 +21,11 @@ from .source import load_zenoh_config
 from .spool import Spool, SpoolEntry, default_spool_dir
 from .statemachine import HERODatasourceStateMachine
 from .store import Store, WriteError, Written
+from .tuning import HEAP_ENVIRONMENT
 from .zarr_archiver import ZarrArchiver
 
 __all__ = [
+    "HEAP_ENVIRONMENT",
     "Archiver",
     "ArchivistError",
     "ArrayArchiver",
