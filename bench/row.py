@@ -9,10 +9,11 @@ the ``time.time()`` at which the runner starts the burst. It prints one result l
 handled ``count`` events, or with the count it reached once ``stall`` seconds passed without one more (events
 were lost) or after ``timeout`` seconds; ``seconds`` runs to the last event handled.
 
-Kinds: ``archivist-npy``, ``archivist-json``, ``zarr append``, ``npy per frame`` (the last two from
-bench/zarr_append.py) and ``herostools-npy``, ``herostools-json`` subscribe to the emitter; ``subscriber`` is a
-bare zenoh subscriber that only counts samples; ``loop-npy``, ``loop-json``, ``loop-s3`` write the same items
-in a plain loop with ``workers`` threads (np.save, json.dump, boto3 put_object), without zenoh.
+Kinds: ``archivist-npy``, ``archivist-json``, ``zarr append``, ``zarr per frame``, ``npy per frame`` (the last
+three from bench/zarr_append.py) and ``herostools-npy``, ``herostools-json``, ``herostools-zarr`` subscribe to the
+emitter; ``subscriber`` is a bare zenoh subscriber that only counts samples; ``loop-npy``, ``loop-json``,
+``loop-s3`` write the same items in a plain loop with ``workers`` threads (np.save, json.dump, boto3 put_object),
+without zenoh.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def archivist_row(spec: dict[str, Any]) -> Callable[[], int]:
         "spool_dir": spec["scratch"] + "/spool",
         "queue_max_bytes": spec["queue_max_bytes"],
     }
-    if spec["kind"] in ("zarr append", "npy per frame"):
+    if spec["kind"] in ("zarr append", "zarr per frame", "npy per frame"):
         sys.path.insert(0, str(REPO))
         from bench.zarr_append import make_archiver
 
@@ -88,10 +89,14 @@ def archivist_row(spec: dict[str, Any]) -> Callable[[], int]:
 
 def herostools_row(spec: dict[str, Any]) -> Callable[[], int]:
     os.environ["HEROS_ZENOH_CONFIG"] = json.dumps(spec["zenoh"])  # heros reads it when it opens its session
-    from herostools.actor.archiver import ArrayArchiver, JsonArchiver
+    from herostools.actor.archiver import ArrayArchiver, JsonArchiver, ZarrArchiver
 
     if spec["kind"] == "herostools-json":
         archiver = JsonArchiver(spec["out"] + "/{{ n }}.json", object_selector="cam", event_name=spec["event"])
+    elif spec["kind"] == "herostools-zarr":  # its only layout: an array of its own per event
+        archiver = ZarrArchiver(
+            spec["out"] + "/run.zarr", "frames/{{ frame }}", object_selector="cam", event_name=EVENT
+        )
     else:
         archiver = ArrayArchiver(spec["out"] + "/{{ frame }}.npy", object_selector="cam", event_name=EVENT)
     stored = [0]

@@ -18,7 +18,8 @@ would, which is where concurrent writers earn their keep.
 herostools runs from a bench venv (``$TMPDIR/archivist-bench-venv``, made on first use with ``python -m venv`` and
 ``pip install herostools``); it is never a dependency of archivist. Its archivers write with ``pathlib``, so it has
 no S3 row. The zarr workload and the scrape reuse bench/zarr_append.py and bench/metrics_scrape.py, which also
-run alone.
+run alone; in the zarr workload herostools' ZarrArchiver (an array per event, its one layout) runs beside
+archivist's ZarrArchiver in the same layout.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ ROW_SCRIPT = REPO / "bench" / "row.py"
 VENV = Path(tempfile.gettempdir()) / "archivist-bench-venv"
 MiB = 2**20
 HEAP_EMITTER = "emitter's frames from its heap"
+ZARR_PER_FRAME = "archivist zarr, an array per frame (herostools' layout)"
+HEROSTOOLS_ZARR = "herostools zarr, an array per frame"
 
 
 @dataclass
@@ -76,6 +79,7 @@ class Workload:
     event: str = "acquisition_data"
     s3: bool = False
     s3_delay: float = 0.0  # seconds moto holds each request back
+    compare: list[tuple[str, str]] = field(default_factory=list)  # (row, row) labels whose ratio is printed too
 
     @property
     def item_bytes(self) -> int:
@@ -114,6 +118,10 @@ def workloads(args: argparse.Namespace) -> list[Workload]:
             args.frames_1mib,
             [512, 1024],
             local("np.save", "npy", "loop-npy", large=True),
+            compare=[
+                ("archivist, zenoh shared memory on", "herostools"),
+                (f"archivist, {HEAP_EMITTER}", f"herostools, {HEAP_EMITTER}"),
+            ],
         ),
         Workload(
             "16x16-npy",
@@ -158,14 +166,17 @@ def workloads(args: argparse.Namespace) -> list[Workload]:
         ),
         Workload(
             "zarr",
-            "128 KiB uint16 frames: zarr append vs one .npy per frame (bench/zarr_append.py's archivers)",
+            "128 KiB uint16 frames to zarr (appended, or an array per frame) and to one .npy per frame",
             args.frames_zarr,
             [256, 256],
             [
                 Row("archivist zarr append, 16 frames a chunk", "zarr append", 32),
                 Row("archivist .npy per frame", "npy per frame", w),
+                Row(ZARR_PER_FRAME, "zarr per frame", w),
+                *([Row(HEROSTOOLS_ZARR, "herostools-zarr", 1, herostools=True)] if args.herostools else []),
                 Row("zenoh subscriber (receive only)", "subscriber"),
             ],
+            compare=[(ZARR_PER_FRAME, HEROSTOOLS_ZARR)],
         ),
         Workload(
             "zarr-s3",
@@ -304,26 +315,11 @@ def report(load: Workload, repeat: int) -> list[dict[str, Any]]:
                 f"{row.label} kept {statistics.median(paired):.0%} of the rate the emitter sent (median of its runs)."
             )
 
-    def find(kind: str, **flags: bool) -> Row | None:
-        """The row of this kind (archivist, herostools) with these flags that ran."""
-        matches = (r for r in load.rows if r.kind.startswith(kind) and r.runs)
-        return next((r for r in matches if all(getattr(r, flag) == value for flag, value in flags.items())), None)
-
-    for text, mine, theirs in (
-        (
-            "archivist with zenoh's shared memory on / herostools",
-            find("archivist", shared_memory=True),
-            find("herostools", emitter_heap=False),
-        ),
-        (
-            f"archivist / herostools, both with the {HEAP_EMITTER}",
-            find("archivist", emitter_heap=True),
-            find("herostools", emitter_heap=True),
-        ),
-    ):
-        if mine and theirs:
-            paired = [a["rate"] / b["rate"] for a, b in zip(mine.runs, theirs.runs, strict=False)]
-            print(f"{text}: {statistics.median(paired):.2f}x.")
+    rows = {row.label: row for row in load.rows if row.runs}
+    for mine, theirs in load.compare:
+        if mine in rows and theirs in rows:
+            paired = [a["rate"] / b["rate"] for a, b in zip(rows[mine].runs, rows[theirs].runs, strict=False)]
+            print(f"{mine} / {theirs}: {statistics.median(paired):.2f}x.")
     return figures
 
 
@@ -391,13 +387,14 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.WARNING)
     print("$", shlex.join([".venv/bin/python", "bench/run.py", *sys.argv[1:]]))
     venv = None
-    if args.herostools and {"1mib-npy", "16x16-npy", "dict-json"} & set(args.only):
+    loads = [load for load in workloads(args) if load.name in args.only]
+    if any(row.herostools for load in loads for row in load.rows):
         try:
             venv = bench_python()
         except (OSError, subprocess.CalledProcessError) as exc:  # no herostools rows, the rest still runs
             print(f"herostools rows left out: could not install herostools into {VENV}: {exc}")
             args.herostools = False
-    loads = [load for load in workloads(args) if load.name in args.only]
+            loads = [load for load in workloads(args) if load.name in args.only]
     failed = 0
     with tempfile.TemporaryDirectory(prefix="archivist-bench-") as tmp:
         for load in loads:

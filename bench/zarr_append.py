@@ -1,5 +1,7 @@
 """Frames/s of ZarrArchiver's append mode beside ArrayArchiver's one ``.npy`` file per frame, on the same frames.
 
+ZarrArchiver's default mode, an array per frame (herostools' layout), runs too (``zarr per frame``).
+
 Run: ``.venv/bin/python bench/zarr_append.py [--frames 1000] [--shape 256 256] [--dtype uint16] [--workers 4]
 [--frames-per-chunk 16] [--zarr-workers N] [--s3]``
 
@@ -57,7 +59,8 @@ def make_archiver(
     frames_per_chunk: int = FRAMES_PER_CHUNK,
     zarr_workers: int | None = None,
 ) -> Archiver:
-    """``workers`` are ArrayArchiver's writer threads; ZarrArchiver's are its own choice unless ``zarr_workers``."""
+    """``workers`` are the writer threads of ArrayArchiver and of ZarrArchiver with one array per frame; in append
+    mode ZarrArchiver's are its own choice unless ``zarr_workers``."""
     common: dict[str, Any] = {
         "object_selector": "cam",
         "event_name": EVENT,
@@ -72,14 +75,18 @@ def make_archiver(
         if zarr_workers:
             common["workers"] = zarr_workers
         return ZarrArchiver(base + "/run.zarr", "frames", append_dim=0, frames_per_chunk=frames_per_chunk, **common)
+    if kind == "zarr per frame":  # herostools' layout: an array of its own per event (bench/run.py's zarr rows)
+        return ZarrArchiver(base + "/run.zarr", "frames/{{ frame }}", workers=workers, **common)
     return ArrayArchiver(base + "/npy/{{ frame }}.npy", workers=workers, **common)
 
 
 def check(kind: str, base: str, options: dict[str, Any] | None, frames: int) -> None:
     """The run stored every frame: the array's length, or the number of .npy files."""
+    extra = {"storage_options": options} if options else {}
     if kind == "zarr append":
-        extra = {"storage_options": options} if options else {}
         assert zarr.open_array(base + "/run.zarr", path="frames", mode="r", **extra).shape[0] == frames
+    elif kind == "zarr per frame":
+        assert len(list(zarr.open_group(base + "/run.zarr", path="frames", mode="r", **extra).array_keys())) == frames
     else:
         import fsspec
 
@@ -176,7 +183,7 @@ def main() -> None:
     frame_bytes = int(np.prod(args.shape)) * np.dtype(args.dtype).itemsize
     print("command:", shlex.join([".venv/bin/python", "bench/zarr_append.py", *sys.argv[1:]]))
     print(f"{args.frames} frames of shape {tuple(args.shape)} {args.dtype} ({frame_bytes / 1024:.0f} KiB each)\n")
-    header = f"{'storage':8} {'archiver':14} {'feed':7} {'seconds':>8} {'frames/s':>9} {'MiB/s':>7}  notes"
+    header = f"{'storage':8} {'archiver':15} {'feed':7} {'seconds':>8} {'frames/s':>9} {'MiB/s':>7}  notes"
     print(header)
     print("-" * len(header))
     results = []
@@ -189,18 +196,18 @@ def main() -> None:
         feeds: dict[str, Callable[..., dict]] = {"heros": run_heros, "direct": run_direct}
         for storage, root, options in targets:
             for feed, run in feeds.items():
-                for kind in ("zarr append", "npy per frame"):
-                    base = f"{root}/{feed}-{kind.split()[0]}"
+                for kind in ("zarr append", "zarr per frame", "npy per frame"):
+                    base = f"{root}/{feed}-{kind.replace(' ', '-')}"
                     try:
                         result = run(kind, base, options, args, scratch)
                         check(kind, base, options, args.frames)
                     except Exception as exc:  # report the row and go on with the others
-                        print(f"{storage:8} {kind:14} {feed:7} FAILED: {type(exc).__name__}: {exc!r}", flush=True)
+                        print(f"{storage:8} {kind:15} {feed:7} FAILED: {type(exc).__name__}: {exc!r}", flush=True)
                         continue
                     rate = args.frames / result["seconds"]
                     notes = f"emitter sent {result['sent_per_s']:.0f} frames/s" if "sent_per_s" in result else ""
                     print(
-                        f"{storage:8} {kind:14} {feed:7} {result['seconds']:8.2f} {rate:9.0f} "
+                        f"{storage:8} {kind:15} {feed:7} {result['seconds']:8.2f} {rate:9.0f} "
                         f"{rate * frame_bytes / 2**20:7.1f}  {notes}",
                         flush=True,
                     )

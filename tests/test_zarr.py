@@ -90,18 +90,31 @@ def test_default_mode_one_array_per_event(make_archiver, heros_emitter, zenoh_po
     )
     emitter = heros_emitter("spectrometer", zenoh_port)
     emitter.wait_subscribers(EVENT)
-    specs = [array_spec([3, 5], "float32", fill="random", seed=1), array_spec([7], "int64", fill="random", seed=2)]
-    metadata = [{"shot": 1, "gain": {"__int64__": 12}, "bad": {"__float__": "nan"}}, {"shot": 2, "label": "µ ✓"}]
+    specs = [
+        array_spec([3, 5], "float32", fill="random", seed=1),
+        array_spec([7], "int64", fill="random", seed=2),
+        array_spec([3, 5], "float32", fill="random", seed=3),  # the first one's kind of array, other attributes
+    ]
+    metadata = [
+        {"shot": 1, "gain": {"__int64__": 12}, "bad": {"__float__": "nan"}},
+        {"shot": 2, "label": "µ ✓"},
+        {"shot": 3},
+    ]
     emitter.emit(EVENT, [{"form": "tuple", "data": s, "metadata": m} for s, m in zip(specs, metadata, strict=True)])
-    support.wait_until(lambda: archiver.stats()["written"] == 2, what="2 arrays written")
+    support.wait_until(lambda: archiver.stats()["written"] == 3, what="3 arrays written")
 
     store = template.replace("{{ run }}", "r1")
-    first, second = _open(store, "spectrometer/shot1", options), _open(store, "spectrometer/shot2", options)
-    assert first.shape == (3, 5) and first.dtype == np.float32 and second.dtype == np.int64
-    np.testing.assert_array_equal(first[...], make_array(specs[0]))
-    np.testing.assert_array_equal(second[...], make_array(specs[1]))
+    first, second, third = (_open(store, f"spectrometer/shot{n}", options) for n in (1, 2, 3))
+    assert first.shape == third.shape == (3, 5) and first.dtype == third.dtype == np.float32
+    assert second.shape == (7,) and second.dtype == np.int64
+    for array, spec in zip((first, second, third), specs, strict=True):
+        np.testing.assert_array_equal(array[...], make_array(spec))
     assert first.attrs.asdict() == {"run": "r1", "shot": 1, "gain": 12, "bad": None}
     assert second.attrs.asdict() == {"run": "r1", "shot": 2, "label": "µ ✓"}
+    assert third.attrs.asdict() == {"run": "r1", "shot": 3}
+    # the arrays are members of the groups above them, as zarr users find them
+    group = zarr.open_group(store, path="spectrometer", mode="r", **({"storage_options": options} if options else {}))
+    assert sorted(group.array_keys()) == ["shot1", "shot2", "shot3"]
 
 
 def test_mismatched_frame_is_spooled_and_the_array_is_intact(
