@@ -179,7 +179,7 @@ class ZarrStore:
     def _layout(self, shape: tuple[int, ...], dtype: np.dtype) -> ArrayV3Metadata:
         """The metadata of an array of this shape and dtype, without attributes, made by zarr once per kind of array:
         making it took two thirds of writing a 128 KiB array."""
-        key = (shape, dtype.str if dtype.names is None else dtype.descr)
+        key = (shape, dtype)
         layout = self._layouts.get(key)
         if layout is None:
             spec = _array_spec(shape, dtype, "auto", self._compressors, {})

@@ -381,6 +381,27 @@ def test_frames_on_their_way_join_the_batch(tmp_path: Path, monkeypatch: pytest.
     np.testing.assert_array_equal(data[:, 0, 0], range(8))
 
 
+def test_default_mode_keeps_each_kind_of_array_apart(tmp_path: Path) -> None:
+    """The metadata of a kind of array is made once and reused: each array still gets its own dtype, shape and
+    attributes, whatever the dtype (structured dtypes once failed here)."""
+    store, url = ZarrStore(), str(tmp_path / "s.zarr")
+    arrays = {
+        "u2": np.arange(6, dtype="<u2").reshape(2, 3),
+        "u2-again": np.arange(6, 12, dtype="<u2").reshape(2, 3),
+        "big-endian": np.arange(4, dtype=">u2"),
+        "fields": np.array([(1, 2.5), (3, 4.5)], dtype=[("a", "<i4"), ("b", "<f8")]),
+        "fields-again": np.array([(5, 6.5)], dtype=[("a", "<i4"), ("b", "<f8")]),
+    }
+    for name, array in arrays.items():
+        store.write(url, f"shots/{name}", array, {"name": name})
+    group = zarr.open_group(url, path="shots", mode="r")
+    assert sorted(group.array_keys()) == sorted(arrays)
+    for name, array in arrays.items():
+        stored = group[name]
+        assert stored.shape == array.shape and stored.attrs.asdict() == {"name": name}
+        assert stored[...].tolist() == array.tolist()
+
+
 def test_default_mode_on_exists_and_resume(tmp_path: Path) -> None:
     from heros import serdes
 
