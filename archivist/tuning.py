@@ -15,7 +15,8 @@ HEAP_MMAP_THRESHOLD = 32 * 2**20  # bytes; glibc's largest allowed value on 64-b
 HEAP_TRIM_THRESHOLD = 64 * 2**20  # bytes
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
 # The same setting for another process, a heros device publishing large frames, through the variables glibc reads
-# at start-up: over TCP zenoh holds each frame until it is sent, and freeing it returned its pages (docs/deployment.md).
+# at start-up: heros serializes each event into a new buffer, which glibc otherwise serves as fresh pages
+# (docs/deployment.md).
 HEAP_ENVIRONMENT = {
     "MALLOC_MMAP_THRESHOLD_": str(HEAP_MMAP_THRESHOLD),
     "MALLOC_TRIM_THRESHOLD_": str(HEAP_TRIM_THRESHOLD),
