@@ -39,9 +39,14 @@ def load_zenoh_config(config: ZenohConfig) -> tuple[zenoh.Config, str]:
     Also returns a key that is equal for equal configurations, so they can share one session.
     """
     zconfig, key, text = _parse_zenoh_config(config)
-    if "shared_memory" not in text:
+    if not _sets_shared_memory(text):
         zconfig.insert_json5(SHARED_MEMORY, "false")
     return zconfig, key
+
+
+def _sets_shared_memory(text: str) -> bool:
+    """Whether a configuration's text says anything of shared memory: then zenoh's reading of it stands."""
+    return "shared_memory" in text
 
 
 def _parse_zenoh_config(config: ZenohConfig) -> tuple[zenoh.Config, str, str]:
@@ -75,7 +80,7 @@ def warn_of_shared_memory() -> None:
         text = _parse_zenoh_config(None)[2]
     except ConfigError:  # heros could not have opened a session with it either
         return
-    if "shared_memory" not in text:
+    if not _sets_shared_memory(text):
         log.warning(
             "zenoh's shared-memory transport is on for this process's HEROS session: a publisher on this host may "
             "then drop samples an archiver falls behind on. Add transport: { shared_memory: { enabled: false } } "
